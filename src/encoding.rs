@@ -1,0 +1,149 @@
+//! Wire encodings shared by every message kind.
+//!
+//! Big integers travel as base64url (no padding) of their big-endian magnitude; byte strings as
+//! base64url. Decoders take a size bound and check it *before* any big-number work, so a peer cannot
+//! make us allocate or compute on a value larger than the protocol allows.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use num_bigint::BigUint;
+
+/// Errors decoding wire values.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EncodingError {
+    /// Not valid base64url without padding.
+    #[error("malformed base64url")]
+    BadBase64,
+    /// Longer than the bound for this field.
+    #[error("value of {len} bytes exceeds the bound of {max}")]
+    TooLong {
+        /// decoded (or implied) length in bytes
+        len: usize,
+        /// the bound
+        max: usize,
+    },
+    /// A big integer with a leading zero byte (non-canonical) or an empty string for a non-zero value.
+    #[error("non-canonical big integer")]
+    NonCanonical,
+}
+
+/// Base64url (no padding) of `bytes`.
+pub fn b64u(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Decodes base64url (no padding), refusing more than `max` decoded bytes before decoding.
+pub fn b64u_decode(s: &str, max: usize) -> Result<Vec<u8>, EncodingError> {
+    let implied = s.len() / 4 * 3 + (s.len() % 4).saturating_sub(1);
+    if implied > max {
+        return Err(EncodingError::TooLong { len: implied, max });
+    }
+    URL_SAFE_NO_PAD
+        .decode(s)
+        .map_err(|_| EncodingError::BadBase64)
+}
+
+/// Encodes a big integer: base64url of its minimal big-endian magnitude (zero is the empty string).
+pub fn biguint_to_b64u(n: &BigUint) -> String {
+    if n.bits() == 0 {
+        return String::new();
+    }
+    b64u(&n.to_bytes_be())
+}
+
+/// Decodes a big integer of at most `max_bytes` bytes; refuses leading zero bytes.
+pub fn biguint_from_b64u(s: &str, max_bytes: usize) -> Result<BigUint, EncodingError> {
+    let bytes = b64u_decode(s, max_bytes)?;
+    if bytes.first() == Some(&0) {
+        return Err(EncodingError::NonCanonical);
+    }
+    Ok(BigUint::from_bytes_be(&bytes))
+}
+
+/// Serde adapter for `BigUint` fields: `#[serde(with = "caucus::encoding::biguint_b64u")]`.
+///
+/// Deserialisation bounds the value at [`MAX_WIRE_BIGINT_BYTES`]; protocol code checks tighter,
+/// field-specific bounds itself.
+pub mod biguint_b64u {
+    use super::*;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Serialises as base64url big-endian.
+    pub fn serialize<S: Serializer>(n: &BigUint, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&biguint_to_b64u(n))
+    }
+
+    /// Deserialises from base64url big-endian, bounded.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BigUint, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        biguint_from_b64u(&s, MAX_WIRE_BIGINT_BYTES).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Serde adapter for `Vec<BigUint>` fields (each element bounded like [`biguint_b64u`]).
+pub mod biguint_vec_b64u {
+    use super::*;
+    use serde::{Deserialize, Deserializer, Serializer, ser::SerializeSeq};
+
+    /// Serialises as a JSON array of base64url strings.
+    pub fn serialize<S: Serializer>(v: &[BigUint], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(v.len()))?;
+        for n in v {
+            seq.serialize_element(&biguint_to_b64u(n))?;
+        }
+        seq.end()
+    }
+
+    /// Deserialises a JSON array of base64url strings.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<BigUint>, D::Error> {
+        let v = Vec::<std::borrow::Cow<'de, str>>::deserialize(d)?;
+        v.iter()
+            .map(|s| biguint_from_b64u(s, MAX_WIRE_BIGINT_BYTES).map_err(serde::de::Error::custom))
+            .collect()
+    }
+}
+
+/// Serde adapter for byte strings as base64url: `#[serde(with = "caucus::encoding::bytes_b64u")]`.
+pub mod bytes_b64u {
+    use super::*;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Serialises as base64url.
+    pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&b64u(b))
+    }
+
+    /// Deserialises from base64url (bounded by [`MAX_WIRE_BYTES`]).
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        b64u_decode(&s, MAX_WIRE_BYTES).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Upper bound for any big integer on the wire (16384-bit values: N² for 8192-bit N).
+pub const MAX_WIRE_BIGINT_BYTES: usize = 2048;
+
+/// Upper bound for a byte string carried inside a JSON message.
+pub const MAX_WIRE_BYTES: usize = 1 << 20;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bigint_round_trip_and_bounds() {
+        for v in [0u64, 1, 255, 256, u64::MAX] {
+            let n = BigUint::from(v);
+            let s = biguint_to_b64u(&n);
+            assert_eq!(biguint_from_b64u(&s, 8), Ok(n));
+        }
+        assert_eq!(biguint_from_b64u("AAE", 8), Err(EncodingError::NonCanonical));
+        assert!(matches!(
+            biguint_from_b64u(&"A".repeat(40), 8),
+            Err(EncodingError::TooLong { .. })
+        ));
+        assert_eq!(biguint_from_b64u("a+b/", 8), Err(EncodingError::BadBase64));
+        assert_eq!(biguint_from_b64u("AQ==", 8), Err(EncodingError::BadBase64));
+    }
+}

@@ -1,0 +1,22 @@
+//! The top-level error, wrapping each module's typed error.
+
+/// Any caucus protocol-core error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Key handling.
+    #[error(transparent)]
+    Key(#[from] crate::pki::keys::KeyError),
+    /// Identity parsing.
+    #[error(transparent)]
+    Identity(#[from] crate::pki::identity::IdentityError),
+    /// Wire encoding.
+    #[error(transparent)]
+    Encoding(#[from] crate::encoding::EncodingError),
+    /// Framing.
+    #[error(transparent)]
+    Frame(#[from] crate::msg::frame::FrameError),
+}
+
+/// Result with the top-level [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,21 @@
+//! # caucus — protocol core
+//!
+//! caucus is a PKI-backed secure messaging service with a secure multi-party computation (SMC) node
+//! API. This crate holds everything protocol-level and IO-free: it never touches sockets, files,
+//! clocks or tokio. Functions take bytes, a `now` and an rng, and return bytes and decisions; the
+//! runtimes in `caucus-ca` and `caucus-node` drive them.
+//!
+//! # Layout
+//! - [`encoding`]: base64url big integers and byte strings, with size bounds.
+//! - [`pki`]: RSA keys, `PartyId`, the URI SAN identity, CSRs, chain verification, roster, CRL.
+//! - [`msg`]: frames (length, kind, body) and signed JSON envelopes.
+//! - [`error`]: the top-level [`Error`] wrapping every module's error.
+#![forbid(unsafe_code)]
+#![deny(missing_docs, clippy::unwrap_used)]
+
+pub mod encoding;
+pub mod error;
+pub mod msg;
+pub mod pki;
+
+pub use error::{Error, Result};
