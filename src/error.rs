@@ -22,6 +22,9 @@ pub enum Error {
     /// The replay cache.
     #[error(transparent)]
     Replay(#[from] crate::msg::replay::ReplayError),
+    /// Blobs.
+    #[error(transparent)]
+    Blob(#[from] crate::blob::BlobError),
 }
 
 /// Result with the top-level [`Error`].
