@@ -549,15 +549,15 @@ mod tests {
         let mut x = h.clone();
         x.recipients.clear();
         assert_eq!(x.aad(), base);
-        let muts: Vec<Box<dyn Fn(&mut BlobHeader)>> = vec![
-            Box::new(|x| x.blob_id.0[0] ^= 1),
-            Box::new(|x| x.name.push('x')),
-            Box::new(|x| x.size += 1),
-            Box::new(|x| x.chunk_size += 1),
-            Box::new(|x| x.nonce[0] ^= 1),
-            Box::new(|x| x.sha256[0] ^= 1),
-            Box::new(|x| x.sender.0[0] ^= 1),
-            Box::new(|x| x.created_ms += 1),
+        let muts: [fn(&mut BlobHeader); 8] = [
+            |x| x.blob_id.0[0] ^= 1,
+            |x| x.name.push('x'),
+            |x| x.size += 1,
+            |x| x.chunk_size += 1,
+            |x| x.nonce[0] ^= 1,
+            |x| x.sha256[0] ^= 1,
+            |x| x.sender.0[0] ^= 1,
+            |x| x.created_ms += 1,
         ];
         for m in muts {
             let mut x = h.clone();

@@ -302,7 +302,21 @@ impl StreamWriter {
         let cs = layout.chunk_size as usize;
         let mut out = Vec::new();
         while !data.is_empty() {
+            if self.buf.is_empty() && data.len() >= cs && !layout.is_last(self.index) {
+                // Fast path: a whole non-final chunk straight from the input, no buffering.
+                out.push(self.key.encrypt_chunk(self.index, false, &data[..cs])?);
+                data = &data[cs..];
+                self.index += 1;
+                continue;
+            }
             let take = (cs - self.buf.len()).min(data.len());
+            if take == 0 {
+                // Unreachable given the size check above; refuse rather than spin.
+                return Err(BlobError::SizeMismatch {
+                    expected: layout.size,
+                    got: total,
+                });
+            }
             self.buf.extend_from_slice(&data[..take]);
             data = &data[take..];
             if self.buf.len() == cs && !layout.is_last(self.index) {
