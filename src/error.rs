@@ -31,6 +31,15 @@ pub enum Error {
     /// Framing.
     #[error(transparent)]
     Frame(#[from] crate::msg::frame::FrameError),
+    /// Signed envelopes.
+    #[error(transparent)]
+    Envelope(#[from] crate::msg::envelope::EnvelopeError),
+    /// The replay cache.
+    #[error(transparent)]
+    Replay(#[from] crate::msg::replay::ReplayError),
+    /// Blobs.
+    #[error(transparent)]
+    Blob(#[from] crate::blob::BlobError),
 }
 
 /// Result with the top-level [`Error`].

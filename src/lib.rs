@@ -8,11 +8,14 @@
 //! # Layout
 //! - [`encoding`]: base64url big integers and byte strings, with size bounds.
 //! - [`pki`]: RSA keys, `PartyId`, the URI SAN identity, CSRs, chain verification, roster, CRL.
-//! - [`msg`]: frames (length, kind, body) and signed JSON envelopes.
+//! - [`msg`]: frames (length, kind, body), signed JSON envelopes and the replay cache.
+//! - [`blob`]: encrypted chunked blobs: the header (file key wrapped per recipient) and the
+//!   AES-256-GCM STREAM format.
 //! - [`error`]: the top-level [`Error`] wrapping every module's error.
 #![forbid(unsafe_code)]
 #![deny(missing_docs, clippy::unwrap_used)]
 
+pub mod blob;
 pub mod encoding;
 pub mod error;
 pub mod msg;
