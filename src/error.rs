@@ -10,6 +10,21 @@ pub enum Error {
     /// Identity parsing.
     #[error(transparent)]
     Identity(#[from] crate::pki::identity::IdentityError),
+    /// CSR building or parsing.
+    #[error(transparent)]
+    Csr(#[from] crate::pki::csr::CsrError),
+    /// Certificate issuance.
+    #[error(transparent)]
+    Issue(#[from] crate::pki::issue::IssueError),
+    /// Certificate verification.
+    #[error(transparent)]
+    Verify(#[from] crate::pki::verify::VerifyError),
+    /// Roster signing or verification.
+    #[error(transparent)]
+    Roster(#[from] crate::pki::roster::RosterError),
+    /// Revocation list signing or verification.
+    #[error(transparent)]
+    Crl(#[from] crate::pki::crl::CrlError),
     /// Wire encoding.
     #[error(transparent)]
     Encoding(#[from] crate::encoding::EncodingError),
