@@ -138,7 +138,10 @@ mod tests {
             let s = biguint_to_b64u(&n);
             assert_eq!(biguint_from_b64u(&s, 8), Ok(n));
         }
-        assert_eq!(biguint_from_b64u("AAE", 8), Err(EncodingError::NonCanonical));
+        assert_eq!(
+            biguint_from_b64u("AAE", 8),
+            Err(EncodingError::NonCanonical)
+        );
         assert!(matches!(
             biguint_from_b64u(&"A".repeat(40), 8),
             Err(EncodingError::TooLong { .. })

@@ -16,6 +16,12 @@ pub enum Error {
     /// Framing.
     #[error(transparent)]
     Frame(#[from] crate::msg::frame::FrameError),
+    /// Paillier operations and formats.
+    #[error(transparent)]
+    Paillier(#[from] crate::paillier::PaillierError),
+    /// Secret sharing.
+    #[error(transparent)]
+    Sharing(#[from] crate::sharing::SharingError),
 }
 
 /// Result with the top-level [`Error`].

@@ -10,12 +10,18 @@
 //! - [`pki`]: RSA keys, `PartyId`, the URI SAN identity, CSRs, chain verification, roster, CRL.
 //! - [`msg`]: frames (length, kind, body) and signed JSON envelopes.
 //! - [`error`]: the top-level [`Error`] wrapping every module's error.
+//! - [`arith`]: number theory (Jacobi, Miller–Rabin, small primes, Mersenne field primes).
+//! - [`paillier`]: Paillier keys, ciphertexts with freshness, homomorphic ops, encodings, r^N pool.
+//! - [`sharing`]: Shamir sharing over GF(P) and over the integers (Δ = n! scaling).
 #![forbid(unsafe_code)]
 #![deny(missing_docs, clippy::unwrap_used)]
 
+pub mod arith;
 pub mod encoding;
 pub mod error;
 pub mod msg;
+pub mod paillier;
 pub mod pki;
+pub mod sharing;
 
 pub use error::{Error, Result};

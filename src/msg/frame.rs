@@ -96,7 +96,10 @@ pub fn parse(buf: &[u8], max: usize) -> Result<Option<(Frame, usize)>, FrameErro
 
 /// Reads just the header: `(kind, body length)`, checked against `max`. For runtimes that read the
 /// header first and then exactly `len` bytes.
-pub fn parse_header(header: &[u8; HEADER_LEN], max: usize) -> Result<(FrameKind, usize), FrameError> {
+pub fn parse_header(
+    header: &[u8; HEADER_LEN],
+    max: usize,
+) -> Result<(FrameKind, usize), FrameError> {
     let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
     if len > max {
         return Err(FrameError::TooLarge { len, max });
@@ -106,7 +109,11 @@ pub fn parse_header(header: &[u8; HEADER_LEN], max: usize) -> Result<(FrameKind,
 }
 
 /// Encodes the header of a frame with a `len`-byte body.
-pub fn encode_header(kind: FrameKind, len: usize, max: usize) -> Result<[u8; HEADER_LEN], FrameError> {
+pub fn encode_header(
+    kind: FrameKind,
+    len: usize,
+    max: usize,
+) -> Result<[u8; HEADER_LEN], FrameError> {
     if len > max || len > u32::MAX as usize {
         return Err(FrameError::TooLarge { len, max });
     }

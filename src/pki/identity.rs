@@ -61,7 +61,11 @@ impl fmt::Debug for PartyId {
 impl FromStr for PartyId {
     type Err = IdentityError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if s.len() != 64
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(IdentityError::BadPartyId);
         }
         let mut out = [0u8; 32];
