@@ -45,15 +45,15 @@ fn check_indices(xs: &[u32], n: u32) -> Result<(), SharingError> {
     Ok(())
 }
 
-/// Evaluates `Σ coeffs[k]·x^k mod p` (Horner).
+/// Evaluates `Σ coeffs[k]·x^k mod p` (Horner over the integers, one reduction at the end: x is a
+/// small party index).
 pub fn eval_field(coeffs: &[BigUint], x: u32, p: &BigUint) -> BigUint {
     let mut acc = BigUint::zero();
     for c in coeffs.iter().rev() {
         acc *= x;
         acc += c;
-        acc %= p;
     }
-    acc
+    acc % p
 }
 
 /// Random polynomial over GF(p) of the given degree with `f(0) = secret mod p`.

@@ -33,6 +33,51 @@ pub fn jacobi_base(run: &[u8], n: &BigUint, idx: u32) -> BigUint {
     BigUint::one()
 }
 
+/// Jacobi symbol (a / m) for small odd m (u64 arithmetic).
+pub fn jacobi_u64(mut a: u64, mut m: u64) -> i8 {
+    a %= m;
+    let mut r = 1i8;
+    while a != 0 {
+        let tz = a.trailing_zeros();
+        a >>= tz;
+        if tz % 2 == 1 && (m % 8 == 3 || m % 8 == 5) {
+            r = -r;
+        }
+        if a % 4 == 3 && m % 4 == 3 {
+            r = -r;
+        }
+        std::mem::swap(&mut a, &mut m);
+        a %= m;
+    }
+    if m == 1 { r } else { 0 }
+}
+
+/// A small first-round base (below 2^62) with Jacobi symbol 1, derived from a hash of (run, N):
+/// its Jacobi symbol costs one `N mod g` instead of a big-integer Jacobi computation. The first
+/// round only filters candidates; the remaining rounds use full-size bases ([`jacobi_base`]).
+pub fn small_jacobi_base(run: &[u8], n: &BigUint) -> BigUint {
+    use num_traits::ToPrimitive;
+    let nb = n.to_bytes_be();
+    for ctr in 0u32.. {
+        let h = arith::hash_to_biguint(b"caucus keygen bf small", &[run, &nb, &ctr.to_be_bytes()], 62);
+        let g = h.to_u64().unwrap_or(3) | 1;
+        if g < 3 {
+            continue;
+        }
+        let n_mod_g = (n % g).to_u64().unwrap_or(0);
+        // Reciprocity for odd positive g and N: (g/N) = (N/g)·(−1)^((g−1)/2·(N−1)/2), N ≡ 1 mod 4.
+        let mut j = jacobi_u64(n_mod_g, g);
+        let n_mod4 = n.iter_u32_digits().next().unwrap_or(0) & 3;
+        if g % 4 == 3 && n_mod4 == 3 {
+            j = -j;
+        }
+        if j == 1 {
+            return BigUint::from(g);
+        }
+    }
+    BigUint::from(3u8)
+}
+
 /// The twisted-group base number `idx`: (a, b) with b ≠ 0, from a hash of (run, N, idx, counter).
 pub fn twisted_base(run: &[u8], n: &BigUint, idx: u32) -> (BigUint, BigUint) {
     let nb = n.to_bytes_be();
@@ -164,6 +209,21 @@ mod tests {
         let q = prime_3mod4(190, &mut rng);
         let p3 = &p * &p * &p;
         assert!(!run_tests(&p3, &q).1);
+    }
+
+    #[test]
+    fn small_bases_have_jacobi_one() {
+        let mut rng = ChaCha20Rng::seed_from_u64(23);
+        for _ in 0..20 {
+            let n = arith::random_prime(100, &mut rng) * arith::random_prime(100, &mut rng);
+            let g = small_jacobi_base(b"r", &n);
+            assert_eq!(arith::jacobi(&g, &n), 1);
+        }
+        for m in [3u64, 5, 7, 9, 15, 21, 1_000_003] {
+            for a in 0u64..50 {
+                assert_eq!(jacobi_u64(a, m), arith::jacobi(&BigUint::from(a), &BigUint::from(m)), "{a}/{m}");
+            }
+        }
     }
 
     #[test]

@@ -166,37 +166,34 @@ impl WireCiphertext {
     }
 }
 
-/// Serde adapter for signed big integers: base64url of the magnitude, with a leading `-` when
-/// negative (zero is the empty string). Bounded like [`crate::encoding::biguint_b64u`].
+/// Serde adapter for signed big integers: a mandatory sign character (`+` or `-`; base64url itself
+/// uses `-`, so the sign is never optional) followed by base64url of the magnitude (zero is `+`).
+/// Bounded like [`crate::encoding::biguint_b64u`].
 pub mod bigint_b64u {
     use super::*;
-    use crate::encoding::{MAX_WIRE_BIGINT_BYTES, biguint_from_b64u, biguint_to_b64u};
+    use crate::encoding::{EncodingError, MAX_WIRE_BIGINT_BYTES, biguint_from_b64u, biguint_to_b64u};
     use serde::{Deserializer, Serializer};
 
     /// Encodes a signed integer.
     pub fn to_string(x: &BigInt) -> String {
-        let mag = biguint_to_b64u(x.magnitude());
-        if x.sign() == Sign::Minus {
-            format!("-{mag}")
-        } else {
-            mag
-        }
+        let sign = if x.sign() == Sign::Minus { '-' } else { '+' };
+        format!("{sign}{}", biguint_to_b64u(x.magnitude()))
     }
 
-    /// Decodes a signed integer of at most `max_bytes` bytes; refuses `-0`.
-    pub fn from_str(s: &str, max_bytes: usize) -> Result<BigInt, crate::encoding::EncodingError> {
-        let (neg, body) = match s.strip_prefix('-') {
-            Some(b) => (true, b),
-            None => (false, s),
+    /// Decodes a signed integer of at most `max_bytes` bytes; refuses a missing sign and `-0`.
+    pub fn from_str(s: &str, max_bytes: usize) -> Result<BigInt, EncodingError> {
+        let (neg, body) = if let Some(b) = s.strip_prefix('-') {
+            (true, b)
+        } else if let Some(b) = s.strip_prefix('+') {
+            (false, b)
+        } else {
+            return Err(EncodingError::NonCanonical);
         };
         let mag = biguint_from_b64u(body, max_bytes)?;
         if neg && mag.is_zero() {
-            return Err(crate::encoding::EncodingError::NonCanonical);
+            return Err(EncodingError::NonCanonical);
         }
-        Ok(BigInt::from_biguint(
-            if neg { Sign::Minus } else { Sign::Plus },
-            mag,
-        ))
+        Ok(BigInt::from_biguint(if neg { Sign::Minus } else { Sign::Plus }, mag))
     }
 
     /// Serialises.
@@ -336,10 +333,13 @@ mod tests {
         };
         assert_eq!(bad.open(pk), Err(PaillierError::CiphertextOutOfRange));
 
-        for x in [BigInt::from(-300), BigInt::zero(), BigInt::from(7)] {
+        // 0xf8.. encodes to a base64url string starting with '-': the sign must stay unambiguous.
+        for x in [BigInt::from(-300), BigInt::zero(), BigInt::from(7), BigInt::from(0xf8u8), BigInt::from(-0xf8)] {
             let s = bigint_b64u::to_string(&x);
             assert_eq!(bigint_b64u::from_str(&s, 8).expect("ok"), x);
         }
+        assert_eq!(bigint_b64u::to_string(&BigInt::from(0xf8u8)), "+-A");
         assert!(bigint_b64u::from_str("-", 8).is_err());
+        assert!(bigint_b64u::from_str("AQ", 8).is_err());
     }
 }
