@@ -137,6 +137,8 @@ pub(crate) struct Context {
     pub lagrange_int: Vec<BigInt>,
     /// Candidates per batch.
     pub batch_size: usize,
+    /// Survivors per first biprimality round.
+    pub bf_chunk: usize,
 }
 
 impl Context {
@@ -220,10 +222,11 @@ impl Context {
         let last_sieve = *sieve.last().unwrap_or(&3);
         let trial = SmallPrimeReducer::trial(last_sieve, params.trial_bound, k);
         let sieve_reducer = SmallPrimeReducer::new(sieve.iter().copied(), field.bits());
+        let (auto_batch, bf_chunk) = default_batch(k, last_sieve, params.trial_bound);
         let batch_size = if params.batch_size > 0 {
             params.batch_size as usize
         } else {
-            default_batch(k, last_sieve)
+            auto_batch
         };
         Ok(Self {
             params: params.clone(),
@@ -243,6 +246,7 @@ impl Context {
             lagrange,
             lagrange_int,
             batch_size,
+            bf_chunk,
         })
     }
 
@@ -284,14 +288,23 @@ fn small_modinv(a: u64, m: u64) -> u64 {
     t.rem_euclid(i128::from(m)) as u64
 }
 
-/// Batch size from the expected density of biprimes among sieved candidates: a sieved k/2-bit
-/// number is prime with probability ≈ e^γ·ln(B1)/ln(2^(k/2)), so a candidate N is biprime with
-/// probability π ≈ that squared; we take ≈ 0.7/π candidates per batch (about half the batches
-/// contain a biprime, trading wasted candidates against rounds).
-fn default_batch(k: u64, b1: u32) -> usize {
+/// Batch size and first-round chunk from the expected density of biprimes among sieved
+/// candidates: a sieved k/2-bit number is prime with probability ≈ e^γ·ln(B1)/ln(2^(k/2)), so a
+/// candidate N is biprime with probability π ≈ that squared. The cheap phases (sieve, N, trial
+/// division) run on ≈ 1.5/π candidates per batch (a batch contains a biprime with probability
+/// ≈ 78%); the first biprimality round, the expensive one, runs on chunks of a quarter of the
+/// expected survivors per biprime, (ln B1/ln B2)²/π, so little work is done past the first biprime.
+fn default_batch(k: u64, b1: u32, b2: u32) -> (usize, usize) {
     let density = 1.781 * f64::from(b1).ln() / ((k / 2) as f64 * std::f64::consts::LN_2);
     let pi = density * density;
-    ((0.7 / pi).ceil() as usize).clamp(8, 20_000)
+    let batch = ((1.5 / pi).ceil() as usize).clamp(8, 20_000);
+    let surv = if b2 > b1 {
+        (f64::from(b1).ln() / f64::from(b2).ln()).powi(2)
+    } else {
+        1.0
+    };
+    let chunk = ((surv / pi / 4.0).ceil() as usize).clamp(4, 4096);
+    (batch, chunk)
 }
 
 #[cfg(test)]

@@ -45,6 +45,10 @@ struct BatchState {
     /// Public candidate moduli.
     n: Vec<BigUint>,
     survivors: Vec<usize>,
+    /// Survivors tested so far (the first biprimality round runs in chunks).
+    bf_cursor: usize,
+    /// The chunk in the current first round.
+    bf_chunk: Vec<usize>,
     finalists: Vec<usize>,
 }
 
@@ -236,14 +240,14 @@ impl Keygen {
                     Phase::SieveOpen => b.slots.len(),
                     Phase::ProductShares => 3 * b.cands.len(),
                     Phase::ProductOpen => b.cands.len(),
-                    Phase::BiprimeFirst => b.survivors.len(),
+                    Phase::BiprimeFirst => b.bf_chunk.len(),
                     Phase::BiprimeRest => b.finalists.len() * self.rest_per_finalist(),
                     Phase::SecretShares | Phase::SecretReshare => 0,
                 };
                 count(expected, values.len())?;
                 match self.awaiting {
                     Phase::BiprimeFirst => {
-                        for (v, &c) in values.iter().zip(&b.survivors) {
+                        for (v, &c) in values.iter().zip(&b.bf_chunk) {
                             if v.is_zero() || v >= &b.n[c] {
                                 return Err(bad);
                             }
@@ -561,20 +565,29 @@ impl Keygen {
         if survivors.is_empty() {
             return self.next_batch();
         }
+        Ok(self.start_bf_chunk())
+    }
+
+    /// Phase 4 > first biprimality round for the next chunk of survivors (small public bases).
+    fn start_bf_chunk(&mut self) -> Vec<Outgoing> {
+        let chunk_size = self.ctx.bf_chunk;
         let values = {
             let ctx = &self.ctx;
-            let State::Batch(b) = &self.state else {
+            let State::Batch(b) = &mut self.state else {
                 unreachable_state()
             };
-            survivors
+            let end = (b.bf_cursor + chunk_size).min(b.survivors.len());
+            b.bf_chunk = b.survivors[b.bf_cursor..end].to_vec();
+            b.bf_cursor = end;
+            b.bf_chunk
                 .iter()
                 .map(|&c| {
-                    let g = biprime::jacobi_base(&ctx.run, &b.n[c], 0);
+                    let g = biprime::small_jacobi_base(&ctx.run, &b.n[c]);
                     g.modpow(&jacobi_exponent(ctx, &b.n[c], &b.p[c], &b.q[c]), &b.n[c])
                 })
                 .collect()
         };
-        Ok(self.emit_broadcast(Phase::BiprimeFirst, Body::BiprimeFirst { values }))
+        self.emit_broadcast(Phase::BiprimeFirst, Body::BiprimeFirst { values })
     }
 
     fn on_biprime_first(
@@ -583,12 +596,14 @@ impl Keygen {
     ) -> Result<Vec<Outgoing>, KeygenError> {
         let mut finalists = Vec::new();
         let tested;
+        let more;
         {
             let State::Batch(b) = &self.state else {
                 unreachable_state()
             };
-            tested = b.survivors.len();
-            for (i, &c) in b.survivors.iter().enumerate() {
+            tested = b.bf_chunk.len();
+            more = b.bf_cursor < b.survivors.len();
+            for (i, &c) in b.bf_chunk.iter().enumerate() {
                 let vals: Vec<&BigUint> = msgs.values().map(|body| &body.values()[i]).collect();
                 if biprime::jacobi_check(&vals, &b.n[c]) {
                     finalists.push(c);
@@ -600,7 +615,11 @@ impl Keygen {
         }
         self.progress.biprimality_tests += tested as u64;
         if finalists.is_empty() {
-            return self.next_batch();
+            return if more {
+                Ok(self.start_bf_chunk())
+            } else {
+                self.next_batch()
+            };
         }
         self.batch_state().finalists = finalists.clone();
         let ctx = &self.ctx;
@@ -753,6 +772,8 @@ impl BatchState {
             q: Vec::new(),
             n: Vec::new(),
             survivors: Vec::new(),
+            bf_cursor: 0,
+            bf_chunk: Vec::new(),
             finalists: Vec::new(),
         }
     }
