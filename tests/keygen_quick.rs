@@ -7,8 +7,14 @@ use rand::SeedableRng;
 #[test]
 fn one_run() {
     let t0 = std::time::Instant::now();
-    let bits: u32 = std::env::var("KG_BITS").ok().and_then(|s| s.parse().ok()).unwrap_or(512);
-    let seed: u64 = std::env::var("KG_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
+    let bits: u32 = std::env::var("KG_BITS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(512);
+    let seed: u64 = std::env::var("KG_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
     let (shares, stats) = run_keygen(3, 1, bits, seed);
     eprintln!("{:?} {:?} {:?}", t0.elapsed(), stats, shares[0]);
     let pk = shares[0].public().clone();

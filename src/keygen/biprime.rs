@@ -59,7 +59,11 @@ pub fn small_jacobi_base(run: &[u8], n: &BigUint) -> BigUint {
     use num_traits::ToPrimitive;
     let nb = n.to_bytes_be();
     for ctr in 0u32.. {
-        let h = arith::hash_to_biguint(b"caucus keygen bf small", &[run, &nb, &ctr.to_be_bytes()], 62);
+        let h = arith::hash_to_biguint(
+            b"caucus keygen bf small",
+            &[run, &nb, &ctr.to_be_bytes()],
+            62,
+        );
         let g = h.to_u64().unwrap_or(3) | 1;
         if g < 3 {
             continue;
@@ -221,7 +225,11 @@ mod tests {
         }
         for m in [3u64, 5, 7, 9, 15, 21, 1_000_003] {
             for a in 0u64..50 {
-                assert_eq!(jacobi_u64(a, m), arith::jacobi(&BigUint::from(a), &BigUint::from(m)), "{a}/{m}");
+                assert_eq!(
+                    jacobi_u64(a, m),
+                    arith::jacobi(&BigUint::from(a), &BigUint::from(m)),
+                    "{a}/{m}"
+                );
             }
         }
     }

@@ -291,13 +291,13 @@ fn small_modinv(a: u64, m: u64) -> u64 {
 /// Batch size and first-round chunk from the expected density of biprimes among sieved
 /// candidates: a sieved k/2-bit number is prime with probability ≈ e^γ·ln(B1)/ln(2^(k/2)), so a
 /// candidate N is biprime with probability π ≈ that squared. The cheap phases (sieve, N, trial
-/// division) run on ≈ 1.5/π candidates per batch (a batch contains a biprime with probability
-/// ≈ 78%); the first biprimality round, the expensive one, runs on chunks of a quarter of the
+/// division) run on ≈ 0.6/π candidates per batch: the expected candidates per key,
+/// B/(1 − e^(−πB)), stay near 1.33/π, about two batches on average; the first biprimality round, the expensive one, runs on chunks of a quarter of the
 /// expected survivors per biprime, (ln B1/ln B2)²/π, so little work is done past the first biprime.
 fn default_batch(k: u64, b1: u32, b2: u32) -> (usize, usize) {
     let density = 1.781 * f64::from(b1).ln() / ((k / 2) as f64 * std::f64::consts::LN_2);
     let pi = density * density;
-    let batch = ((1.5 / pi).ceil() as usize).clamp(8, 20_000);
+    let batch = ((0.6 / pi).ceil() as usize).clamp(8, 20_000);
     let surv = if b2 > b1 {
         (f64::from(b1).ln() / f64::from(b2).ln()).powi(2)
     } else {

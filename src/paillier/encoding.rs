@@ -171,7 +171,9 @@ impl WireCiphertext {
 /// Bounded like [`crate::encoding::biguint_b64u`].
 pub mod bigint_b64u {
     use super::*;
-    use crate::encoding::{EncodingError, MAX_WIRE_BIGINT_BYTES, biguint_from_b64u, biguint_to_b64u};
+    use crate::encoding::{
+        EncodingError, MAX_WIRE_BIGINT_BYTES, biguint_from_b64u, biguint_to_b64u,
+    };
     use serde::{Deserializer, Serializer};
 
     /// Encodes a signed integer.
@@ -193,7 +195,10 @@ pub mod bigint_b64u {
         if neg && mag.is_zero() {
             return Err(EncodingError::NonCanonical);
         }
-        Ok(BigInt::from_biguint(if neg { Sign::Minus } else { Sign::Plus }, mag))
+        Ok(BigInt::from_biguint(
+            if neg { Sign::Minus } else { Sign::Plus },
+            mag,
+        ))
     }
 
     /// Serialises.
@@ -334,7 +339,13 @@ mod tests {
         assert_eq!(bad.open(pk), Err(PaillierError::CiphertextOutOfRange));
 
         // 0xf8.. encodes to a base64url string starting with '-': the sign must stay unambiguous.
-        for x in [BigInt::from(-300), BigInt::zero(), BigInt::from(7), BigInt::from(0xf8u8), BigInt::from(-0xf8)] {
+        for x in [
+            BigInt::from(-300),
+            BigInt::zero(),
+            BigInt::from(7),
+            BigInt::from(0xf8u8),
+            BigInt::from(-0xf8),
+        ] {
             let s = bigint_b64u::to_string(&x);
             assert_eq!(bigint_b64u::from_str(&s, 8).expect("ok"), x);
         }
