@@ -20,7 +20,8 @@ use crate::arith;
 /// N, the first with Jacobi symbol 1.
 pub fn jacobi_base(run: &[u8], n: &BigUint, idx: u32) -> BigUint {
     let nb = n.to_bytes_be();
-    for ctr in 0u32.. {
+    // Half of Z*_N has symbol 1 unless N is a square; the bound only guards against adversarial N.
+    for ctr in 0u32..1024 {
         let h = arith::hash_to_biguint(
             b"caucus keygen bf jacobi",
             &[run, &nb, &idx.to_be_bytes(), &ctr.to_be_bytes()],
@@ -58,7 +59,7 @@ pub fn jacobi_u64(mut a: u64, mut m: u64) -> i8 {
 pub fn small_jacobi_base(run: &[u8], n: &BigUint) -> BigUint {
     use num_traits::ToPrimitive;
     let nb = n.to_bytes_be();
-    for ctr in 0u32.. {
+    for ctr in 0u32..1024 {
         let h = arith::hash_to_biguint(
             b"caucus keygen bf small",
             &[run, &nb, &ctr.to_be_bytes()],
@@ -85,7 +86,7 @@ pub fn small_jacobi_base(run: &[u8], n: &BigUint) -> BigUint {
 /// The twisted-group base number `idx`: (a, b) with b ≠ 0, from a hash of (run, N, idx, counter).
 pub fn twisted_base(run: &[u8], n: &BigUint, idx: u32) -> (BigUint, BigUint) {
     let nb = n.to_bytes_be();
-    for ctr in 0u32.. {
+    for ctr in 0u32..1024 {
         let h = |tag: &[u8]| {
             arith::hash_to_biguint(
                 b"caucus keygen bf twisted",

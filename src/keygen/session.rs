@@ -549,7 +549,9 @@ impl Keygen {
         let mut rejects = 0;
         for (c, n) in ns.iter().enumerate() {
             // N has exactly k bits by construction (p, q ∈ [0.75·2^(k/2), 2^(k/2))).
-            if n.bits() == k && !self.ctx.trial.has_factor(n) {
+            // N ≡ 1 (mod 4) as p ≡ q ≡ 3 (mod 4): a cheap sanity check on the opened value.
+            let mod4 = n.iter_u32_digits().next().unwrap_or(0) & 3;
+            if n.bits() == k && mod4 == 1 && !self.ctx.trial.has_factor(n) {
                 survivors.push(c);
             } else {
                 rejects += 1;
