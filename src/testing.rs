@@ -30,6 +30,9 @@ pub enum Delivery {
     Shuffled(u64),
 }
 
+/// Per-(sender, receiver) FIFO queues of `(step, JSON bytes)`.
+type Channels = BTreeMap<(u32, u32), VecDeque<(u32, Vec<u8>)>>;
+
 /// A hook that may alter the JSON bytes of a message `(from, to, step, bytes)`.
 pub type Tamper<'a> = &'a mut dyn FnMut(u32, u32, u32, &mut Vec<u8>);
 
@@ -45,12 +48,10 @@ pub fn try_run_keygen(
     let run = run_tag("test-session", 0, params);
     let mut master = ChaCha20Rng::seed_from_u64(seed);
     let mut parties: BTreeMap<u32, Keygen> = BTreeMap::new();
-    let mut channels: BTreeMap<(u32, u32), VecDeque<(u32, Vec<u8>)>> = BTreeMap::new();
+    let mut channels: Channels = BTreeMap::new();
     let mut stats = Stats::default();
     let mut tamper = tamper;
-    let push = |channels: &mut BTreeMap<(u32, u32), VecDeque<(u32, Vec<u8>)>>,
-                from: u32,
-                out: Vec<Outgoing>| {
+    let push = |channels: &mut Channels, from: u32, out: Vec<Outgoing>| {
         for o in out {
             match o {
                 Outgoing::Broadcast(m) => {

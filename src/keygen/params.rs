@@ -63,7 +63,7 @@ impl Params {
     /// Checks the ranges.
     pub fn validate(&self) -> Result<(), KeygenError> {
         let bad = |s: &str| Err(KeygenError::InvalidParams(s.to_string()));
-        if self.bits % 2 != 0 || !(192..=8192).contains(&self.bits) {
+        if !self.bits.is_multiple_of(2) || !(192..=8192).contains(&self.bits) {
             return bad("bits must be even, 192..=8192");
         }
         if self.parties < 2 || self.parties > 64 {

@@ -804,9 +804,3 @@ fn unreachable_state() -> ! {
     // The phase/state pairing is maintained by `advance`; reaching this is a bug in this module.
     panic!("keygen state machine invariant broken")
 }
-
-// Keep `One` in scope for `is_one` on BigUint.
-#[allow(dead_code)]
-fn _one() -> BigUint {
-    BigUint::one()
-}

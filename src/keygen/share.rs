@@ -215,23 +215,3 @@ impl<'de> Deserialize<'de> for KeyShare {
         Ok(ks)
     }
 }
-
-#[cfg(test)]
-pub(crate) fn test_share(
-    public: PublicKey,
-    t: u32,
-    n: u32,
-    index: u32,
-    share: BigInt,
-    theta: BigUint,
-) -> KeyShare {
-    KeyShare {
-        public,
-        threshold: t,
-        parties: n,
-        index,
-        share,
-        theta,
-        party: None,
-    }
-}
