@@ -1,0 +1,4 @@
+//! `caucus bench …`: load benchmarks against real processes. Performance is measured here, never
+//! asserted in tests.
+
+pub mod enroll;
