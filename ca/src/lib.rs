@@ -12,6 +12,7 @@
 //! - [`tls`]: the front-end's TLS configuration (an ephemeral key certified by the root).
 //! - [`server`]: `run(listener, authority, tls, options, shutdown)`, bounded and timed out.
 //! - [`wire`]: async frame IO with bounds and timeouts.
+//! - [`testing`]: an in-process CA and a raw wire client for tests.
 //! - [`admin`]: admin operations, run directly on the registry or through `DIR/admin.sock`.
 #![forbid(unsafe_code)]
 #![deny(missing_docs, clippy::unwrap_used)]
@@ -22,6 +23,7 @@ pub mod authority;
 pub mod dir;
 pub mod server;
 pub mod store;
+pub mod testing;
 pub mod tls;
 pub mod wire;
 
