@@ -65,9 +65,15 @@ impl TestCa {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(crate::server::run(listener, auth.clone(), tls, opts, async {
-            let _ = rx.await;
-        }));
+        let task = tokio::spawn(crate::server::run(
+            listener,
+            auth.clone(),
+            tls,
+            opts,
+            async {
+                let _ = rx.await;
+            },
+        ));
         Ok(Self {
             fingerprint: auth.fingerprint(),
             root_der: auth.signer().root_der().to_vec(),
@@ -123,9 +129,7 @@ impl RawClient {
         let tcp = TcpStream::connect(addr).await?;
         let name = ServerName::try_from(caucus::pki::CA_SERVER_NAME)
             .map_err(|e| CaError::Tls(e.to_string()))?;
-        let stream = TlsConnector::from(Arc::new(cfg))
-            .connect(name, tcp)
-            .await?;
+        let stream = TlsConnector::from(Arc::new(cfg)).connect(name, tcp).await?;
         Ok(Self { stream })
     }
 
@@ -143,7 +147,8 @@ impl RawClient {
 
     /// Reads one response (`None` if the server closed).
     pub async fn recv(&mut self) -> Result<Option<Response>, WireError> {
-        let Some(frame) = read_frame(&mut self.stream, MAX_RESPONSE, Duration::from_secs(30)).await?
+        let Some(frame) =
+            read_frame(&mut self.stream, MAX_RESPONSE, Duration::from_secs(30)).await?
         else {
             return Ok(None);
         };

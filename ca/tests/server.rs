@@ -43,7 +43,9 @@ fn recorded(ca: &TestCa) -> usize {
 }
 
 async fn enrol(ca: &TestCa, csr: &str, token: &str, session: Option<&str>) -> Response {
-    let mut c = RawClient::connect(ca.addr, &ca.root_der).await.expect("connect");
+    let mut c = RawClient::connect(ca.addr, &ca.root_der)
+        .await
+        .expect("connect");
     let mut args = json!({"csr": csr, "token": token, "advertise": "127.0.0.1:9000"});
     if let Some(s) = session {
         args["session"] = json!(s);
@@ -145,7 +147,8 @@ async fn concurrent_use_of_one_token_gives_exactly_one_certificate() {
     let token = s.tokens["a"].clone();
     let mut tasks = Vec::new();
     for i in 0..12 {
-        let (addr, root, token, csr) = (ca.addr, ca.root_der.clone(), token.clone(), csr(i % 4, "a"));
+        let (addr, root, token, csr) =
+            (ca.addr, ca.root_der.clone(), token.clone(), csr(i % 4, "a"));
         tasks.push(tokio::spawn(async move {
             let mut c = RawClient::connect(addr, &root).await.expect("connect");
             c.call(
@@ -178,25 +181,43 @@ async fn bad_input_and_overload_get_answers_and_the_server_keeps_serving() {
         read_timeout: Duration::from_secs(2),
         ..Default::default()
     };
-    let ca = TestCa::start(&tmp.path().join("ca"), opts).await.expect("ca");
+    let ca = TestCa::start(&tmp.path().join("ca"), opts)
+        .await
+        .expect("ca");
 
     // The single slot is held by an idle connection: the next one is told "busy".
-    let mut holder = RawClient::connect(ca.addr, &ca.root_der).await.expect("connect");
+    let mut holder = RawClient::connect(ca.addr, &ca.root_der)
+        .await
+        .expect("connect");
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut extra = RawClient::connect(ca.addr, &ca.root_der).await.expect("connect");
+    let mut extra = RawClient::connect(ca.addr, &ca.root_der)
+        .await
+        .expect("connect");
     let r = extra.recv().await.expect("recv").expect("busy answer");
     assert_refused(&r, "busy", "connection limit");
     assert!(extra.recv().await.map(|r| r.is_none()).unwrap_or(true));
 
     // Garbage JSON and unknown methods: an answer, and the connection keeps working.
-    holder.send_raw(FrameKind::Plain, b"{not json").await.expect("send");
+    holder
+        .send_raw(FrameKind::Plain, b"{not json")
+        .await
+        .expect("send");
     let r = holder.recv().await.expect("recv").expect("answer");
     assert_refused(&r, "bad_request", "not valid json");
-    let r = holder.call("get/everything", json!({})).await.expect("call");
+    let r = holder
+        .call("get/everything", json!({}))
+        .await
+        .expect("call");
     assert_refused(&r, "bad_request", "unknown method");
-    let r = holder.call("get/roster", json!({"session": "nope"})).await.expect("call");
+    let r = holder
+        .call("get/roster", json!({"session": "nope"}))
+        .await
+        .expect("call");
     assert_refused(&r, "not_found", "unknown session");
-    let r = holder.call("get/crt", json!({"bogus": 1})).await.expect("call");
+    let r = holder
+        .call("get/crt", json!({"bogus": 1}))
+        .await
+        .expect("call");
     assert_refused(&r, "bad_request", "bad arguments");
     let r = holder.call("get/crl", json!({})).await.expect("call");
     assert!(r.ok);
@@ -211,7 +232,9 @@ async fn bad_input_and_overload_get_answers_and_the_server_keeps_serving() {
     tokio::time::sleep(Duration::from_millis(100)).await;
 
     // A wrong frame kind is refused too.
-    let mut c = RawClient::connect(ca.addr, &ca.root_der).await.expect("connect");
+    let mut c = RawClient::connect(ca.addr, &ca.root_der)
+        .await
+        .expect("connect");
     c.send_raw(FrameKind::Envelope, b"{}").await.expect("send");
     let r = c.recv().await.expect("recv").expect("answer");
     assert_refused(&r, "bad_request", "plain json");
@@ -219,10 +242,14 @@ async fn bad_input_and_overload_get_answers_and_the_server_keeps_serving() {
     tokio::time::sleep(Duration::from_millis(100)).await;
 
     // A silent client is cut off after the read timeout, and the slot is free again.
-    let silent = RawClient::connect(ca.addr, &ca.root_der).await.expect("connect");
+    let silent = RawClient::connect(ca.addr, &ca.root_der)
+        .await
+        .expect("connect");
     tokio::time::sleep(Duration::from_millis(2500)).await;
     drop(silent);
-    let mut c = RawClient::connect(ca.addr, &ca.root_der).await.expect("connect");
+    let mut c = RawClient::connect(ca.addr, &ca.root_der)
+        .await
+        .expect("connect");
     let r = c.call("get/crl", json!({})).await.expect("call");
     assert!(r.ok, "{r:?}");
     ca.stop().await;
@@ -240,16 +267,31 @@ async fn roster_crt_and_crl_are_signed_and_consistent() {
         .expect("session");
     let ra = enrol(&ca, &csr(0, "a"), &s.tokens["a"], None).await;
     let rb = enrol(&ca, &csr(1, "b"), &s.tokens["b"], None).await;
-    let serial_a = ra.result.expect("a")["serial"].as_str().expect("s").to_string();
-    let pid_b = rb.result.expect("b")["party_id"].as_str().expect("p").to_string();
+    let serial_a = ra.result.expect("a")["serial"]
+        .as_str()
+        .expect("s")
+        .to_string();
+    let pid_b = rb.result.expect("b")["party_id"]
+        .as_str()
+        .expect("p")
+        .to_string();
     let now = ca.auth.now();
 
-    let mut c = RawClient::connect(ca.addr, &ca.root_der).await.expect("connect");
-    let v = c.call("get/roster", json!({"session": "s"})).await.expect("call");
+    let mut c = RawClient::connect(ca.addr, &ca.root_der)
+        .await
+        .expect("connect");
+    let v = c
+        .call("get/roster", json!({"session": "s"}))
+        .await
+        .expect("call");
     let signed: SignedRoster = serde_json::from_value(v.result.expect("roster")).expect("shape");
     let roster = signed.verify(&ca.root_der, now).expect("verify");
     assert_eq!(
-        roster.members.iter().map(|m| (m.index, m.name.as_str())).collect::<Vec<_>>(),
+        roster
+            .members
+            .iter()
+            .map(|m| (m.index, m.name.as_str()))
+            .collect::<Vec<_>>(),
         vec![(1, "a"), (2, "b")]
     );
     assert!(!roster.is_complete());
@@ -260,7 +302,10 @@ async fn roster_crt_and_crl_are_signed_and_consistent() {
     let crl: SignedCrl = serde_json::from_value(v.result.expect("crl")).expect("shape");
     let crl = crl.verify(&ca.root_der, now).expect("verify");
     assert!(crl.is_revoked(&serial_a));
-    let v = c.call("get/roster", json!({"session": "s"})).await.expect("call");
+    let v = c
+        .call("get/roster", json!({"session": "s"}))
+        .await
+        .expect("call");
     let signed: SignedRoster = serde_json::from_value(v.result.expect("roster")).expect("shape");
     let roster = signed.verify(&ca.root_der, now).expect("verify");
     assert_eq!(roster.members.len(), 1);
@@ -272,7 +317,10 @@ async fn roster_crt_and_crl_are_signed_and_consistent() {
         .expect("call");
     let res = v.result.expect("crt");
     assert_eq!(res["revoked"], json!(true));
-    let v = c.call("get/crt", json!({"party_id": pid_b})).await.expect("call");
+    let v = c
+        .call("get/crt", json!({"party_id": pid_b}))
+        .await
+        .expect("call");
     assert_eq!(v.result.expect("crt")["revoked"], json!(false));
     let v = c
         .call("get/crt", json!({"session": "s", "name": "c"}))
