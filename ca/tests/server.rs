@@ -327,5 +327,26 @@ async fn roster_crt_and_crl_are_signed_and_consistent() {
         .await
         .expect("call");
     assert_refused(&v, "not_found", "no such certificate");
+
+    // c enrols offline (sign-csr, no advertised address): the roster still verifies and lists it.
+    let v = caucus_ca::admin::execute(
+        &ca.auth,
+        caucus_ca::admin::AdminRequest::SignCsr {
+            csr: csr(2, "c"),
+            token: s.tokens["c"].clone(),
+            session: Some("s".into()),
+            advertise: String::new(),
+        },
+    )
+    .await
+    .expect("sign-csr");
+    assert_eq!(v["index"], json!(3));
+    let v = c
+        .call("get/roster", json!({"session": "s"}))
+        .await
+        .expect("call");
+    let signed: SignedRoster = serde_json::from_value(v.result.expect("roster")).expect("shape");
+    let roster = signed.verify(&ca.root_der, now).expect("verify");
+    assert_eq!(roster.by_name("c").map(|m| m.address.as_str()), Some(""));
     ca.stop().await;
 }
