@@ -16,8 +16,8 @@ use crate::dir::CaDir;
 use crate::store::StoreError;
 use crate::wire::{read_frame, write_frame};
 
-/// An admin operation.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// An admin operation. `Debug` shows only the operation, never a token.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 #[non_exhaustive]
 pub enum AdminRequest {
@@ -52,6 +52,18 @@ pub enum AdminRequest {
         #[serde(default)]
         advertise: String,
     },
+}
+
+impl std::fmt::Debug for AdminRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let op = match self {
+            Self::SessionCreate { .. } => "session_create",
+            Self::List => "list",
+            Self::Revoke { .. } => "revoke",
+            Self::SignCsr { .. } => "sign_csr",
+        };
+        write!(f, "AdminRequest({op})")
+    }
 }
 
 /// `revoke` result.

@@ -99,8 +99,8 @@ impl AuthorityError {
     }
 }
 
-/// An enrolment request (the `get/csr` arguments).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// An enrolment request (the `get/csr` arguments). `Debug` never prints the token.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnrollArgs {
     /// The CSR, PEM.
@@ -136,8 +136,8 @@ pub struct Enrolled {
     pub not_after: i64,
 }
 
-/// What `session create` returns.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// What `session create` returns. `Debug` never prints the tokens.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionCreated {
     /// Session id.
     pub session: String,
@@ -149,6 +149,28 @@ pub struct SessionCreated {
     pub not_after: i64,
     /// One single-use token per party.
     pub tokens: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for EnrollArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnrollArgs")
+            .field("advertise", &self.advertise)
+            .field("session", &self.session)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for SessionCreated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionCreated")
+            .field("session", &self.session)
+            .field("parties", &self.parties)
+            .field("threshold", &self.threshold)
+            .field("not_after", &self.not_after)
+            .field("tokens", &"<redacted>")
+            .finish()
+    }
 }
 
 /// One line of `list`.
@@ -619,6 +641,25 @@ mod tests {
         assert_eq!(normalize_serial("0A:0b").expect("ok"), "0a0b");
         assert!(normalize_serial("xyz").is_err());
         assert!(normalize_serial("").is_err());
+    }
+
+    #[test]
+    fn debug_never_prints_tokens() {
+        let a = EnrollArgs {
+            csr: String::new(),
+            token: "SECRET-TOKEN".into(),
+            advertise: "h:1".into(),
+            session: None,
+        };
+        assert!(!format!("{a:?}").contains("SECRET"));
+        let s = SessionCreated {
+            session: "s".into(),
+            parties: vec!["a".into()],
+            threshold: 0,
+            not_after: 0,
+            tokens: [("a".to_string(), "SECRET-TOKEN".to_string())].into(),
+        };
+        assert!(!format!("{s:?}").contains("SECRET"));
     }
 
     #[test]
