@@ -2,7 +2,9 @@
 //! machine, the parameters, min / median / max per figure, the target and the peer's figure from
 //! TARGETS.md with the ratio.
 
+pub mod enroll;
 pub mod keygen;
+pub mod messages;
 pub mod paillier;
 
 use serde::Serialize;
