@@ -329,8 +329,10 @@ impl Session {
         )
     }
 
-    /// Stops serving and waits for the server to finish its connections.
+    /// Closes our outgoing connections (TLS close_notify), stops serving and waits for the
+    /// server to finish its connections.
     pub async fn close(mut self) {
+        self.node.shutdown_links().await;
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }

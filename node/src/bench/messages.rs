@@ -207,7 +207,7 @@ async fn measure(args: &Args) -> anyhow::Result<Report> {
     if let Ok(r) = refusals.try_recv() {
         bail!("alice refused a message during the benchmark: {}", r.error);
     }
-    drop(s);
+    s.close().await;
     if let Some(pid) = child.0.id() {
         let _ = std::process::Command::new("kill")
             .arg("-TERM")

@@ -50,8 +50,13 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         let first = match idle {
             Some(d) => tokio::time::timeout(d, self.io.read(&mut header))
                 .await
-                .map_err(|_| TransportError::Timeout("waiting for a frame"))??,
-            None => self.io.read(&mut header).await?,
+                .map_err(|_| TransportError::Timeout("waiting for a frame"))?,
+            None => self.io.read(&mut header).await,
+        };
+        // A peer that closes between frames without a TLS close_notify is a clean end too.
+        let first = match first {
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
+            r => r?,
         };
         if first == 0 {
             return Ok(None);
