@@ -121,6 +121,56 @@ pub mod bytes_b64u {
     }
 }
 
+/// Serde adapter for fixed-size byte arrays as base64url: `#[serde(with = "caucus::encoding::array_b64u")]`.
+/// Deserialisation refuses any other length.
+pub mod array_b64u {
+    use super::*;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Serialises as base64url.
+    pub fn serialize<S: Serializer, const N: usize>(b: &[u8; N], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&b64u(b))
+    }
+
+    /// Deserialises exactly `N` bytes from base64url.
+    pub fn deserialize<'de, D: Deserializer<'de>, const N: usize>(
+        d: D,
+    ) -> Result<[u8; N], D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        let v = b64u_decode(&s, N).map_err(serde::de::Error::custom)?;
+        <[u8; N]>::try_from(v.as_slice())
+            .map_err(|_| serde::de::Error::custom(format!("expected {N} bytes")))
+    }
+}
+
+/// Serde adapter for fixed-size byte arrays as lowercase hex: `#[serde(with = "caucus::encoding::array_hex")]`.
+/// Deserialisation refuses any other length and uppercase digits.
+pub mod array_hex {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Serialises as lowercase hex.
+    pub fn serialize<S: Serializer, const N: usize>(b: &[u8; N], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(b))
+    }
+
+    /// Deserialises exactly `N` bytes from lowercase hex.
+    pub fn deserialize<'de, D: Deserializer<'de>, const N: usize>(
+        d: D,
+    ) -> Result<[u8; N], D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        let ok = s.len() == 2 * N
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let mut out = [0u8; N];
+        if !ok || hex::decode_to_slice(s.as_bytes(), &mut out).is_err() {
+            return Err(serde::de::Error::custom(format!(
+                "expected {N} bytes of lowercase hex"
+            )));
+        }
+        Ok(out)
+    }
+}
+
 /// Upper bound for any big integer on the wire (16384-bit values: N² for 8192-bit N).
 pub const MAX_WIRE_BIGINT_BYTES: usize = 2048;
 

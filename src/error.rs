@@ -31,6 +31,30 @@ pub enum Error {
     /// Framing.
     #[error(transparent)]
     Frame(#[from] crate::msg::frame::FrameError),
+    /// Signed envelopes.
+    #[error(transparent)]
+    Envelope(#[from] crate::msg::envelope::EnvelopeError),
+    /// The replay cache.
+    #[error(transparent)]
+    Replay(#[from] crate::msg::replay::ReplayError),
+    /// Blobs.
+    #[error(transparent)]
+    Blob(#[from] crate::blob::BlobError),
+    /// Paillier operations and formats.
+    #[error(transparent)]
+    Paillier(#[from] crate::paillier::PaillierError),
+    /// Distributed key generation.
+    #[error(transparent)]
+    Keygen(#[from] crate::keygen::KeygenError),
+    /// Key share loading.
+    #[error(transparent)]
+    KeyShare(#[from] crate::keygen::share::KeyShareError),
+    /// Threshold decryption.
+    #[error(transparent)]
+    Decrypt(#[from] crate::decrypt::DecryptError),
+    /// Secret sharing.
+    #[error(transparent)]
+    Sharing(#[from] crate::sharing::SharingError),
 }
 
 /// Result with the top-level [`Error`].

@@ -14,9 +14,6 @@ use clap::{Parser, Subcommand};
     about = "caucus node: PKI-backed secure messaging and SMC"
 )]
 struct Cli {
-    /// Print one JSON object on stdout instead of human output.
-    #[arg(long, global = true)]
-    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -25,6 +22,9 @@ struct Cli {
 enum Command {
     /// Create a node directory with a new RSA key, or import a PKCS#8 PEM key.
     Init {
+        /// Print one JSON object on stdout instead of human output.
+        #[arg(long)]
+        json: bool,
         #[arg(long)]
         dir: PathBuf,
         #[arg(long)]
@@ -37,6 +37,9 @@ enum Command {
     },
     /// Enrol with the CA: CSR + token, CA pinned by its root fingerprint.
     Enroll {
+        /// Print one JSON object on stdout instead of human output.
+        #[arg(long)]
+        json: bool,
         #[arg(long)]
         dir: PathBuf,
         /// CA address, host:port.
@@ -56,30 +59,15 @@ enum Command {
     },
     /// Show the session roster, verified against the pinned root.
     Peers {
+        /// Print one JSON object on stdout instead of human output.
+        #[arg(long)]
+        json: bool,
         #[arg(long)]
         dir: PathBuf,
     },
-    /// Benchmarks (measured, not asserted).
-    Bench {
-        #[command(subcommand)]
-        bench: Bench,
-    },
-}
-
-#[derive(Subcommand)]
-enum Bench {
-    /// CA enrolment load: 10,000 enrolments from 500 concurrent clients against `caucus-ca serve`.
-    Enroll {
-        /// 1,000 enrolments instead of 10,000.
-        #[arg(long)]
-        quick: bool,
-        /// Runs (the median is reported).
-        #[arg(long, default_value_t = 3)]
-        runs: usize,
-        /// Concurrent clients.
-        #[arg(long, default_value_t = 500)]
-        clients: usize,
-    },
+    /// Benchmarks (measured, not asserted; see TARGETS.md).
+    #[command(subcommand)]
+    Bench(caucus_node::bench::BenchCommand),
 }
 
 fn fmt_time(t: i64) -> String {
@@ -97,10 +85,10 @@ fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    let json = cli.json;
-    match cli.command {
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Init {
+            json,
             dir,
             name,
             key,
@@ -121,6 +109,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Enroll {
+            json,
             dir,
             ca,
             fingerprint,
@@ -149,7 +138,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
         }
-        Command::Peers { dir } => {
+        Command::Peers { json, dir } => {
             let r = commands::peers::peers(&NodeDir::new(dir)).await?;
             if json {
                 print_json(&r)?;
@@ -185,29 +174,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Bench {
-            bench:
-                Bench::Enroll {
-                    quick,
-                    runs,
-                    clients,
-                },
-        } => {
-            let mut params = caucus_node::bench::enroll::EnrollBenchParams::new(quick, runs);
-            params.clients = clients.max(1);
-            let r = caucus_node::bench::enroll::run(params).await?;
-            if json {
-                print_json(&r)?;
-            } else {
-                print!("{}", caucus_node::bench::enroll::render(&r));
-            }
-        }
+        Command::Bench(_) => anyhow::bail!("benchmarks run outside the async runtime"),
     }
     Ok(())
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CAUCUS_LOG")
@@ -216,7 +188,14 @@ async fn main() {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    if let Err(e) = run(cli).await {
+    let result = match cli.command {
+        // Benchmarks build their own runtimes (or threads).
+        Command::Bench(cmd) => caucus_node::bench::run(cmd).map(|_| ()),
+        other => tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(run(other))),
+    };
+    if let Err(e) = result {
         eprintln!("caucus: error: {e:#}");
         std::process::exit(1);
     }
