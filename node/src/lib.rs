@@ -1,5 +1,6 @@
-//! caucus node: mTLS transport, peer directory, blob store, SMC session API, keygen/decrypt drivers
-//! and the CLI.
+//! # caucus-node — the caucus node runtime
+//!
+//! mTLS transport, peer directory, blob store, SMC session API, keygen/decrypt drivers and the CLI.
 //!
 //! # Layout
 //! - [`config`]: the node directory (`node.key` 0600, `node.pem`, `ca.pem`, `node.json`, ...).
@@ -9,7 +10,7 @@
 //! - [`session`]: the SMC session API (`send` / `recv` / `broadcast` / `recv_all` by roster name
 //!   and message id, serde values), built on the transport.
 //! - [`commands`]: the code of each CLI command (`init`, `enroll`, `peers`, `serve`).
-//! - [`bench`]: `caucus bench` drivers (`keygen`, `paillier`, `enroll`, `messages`).
+//! - [`bench`]: `caucus bench keygen|paillier|enroll|messages` drivers.
 //! - [`pool`]: the background filler thread of the Paillier r^N pool.
 //! - `testing` (feature `test-util`): an in-process test PKI and raw TLS clients for tests.
 #![forbid(unsafe_code)]

@@ -14,9 +14,6 @@ use clap::{Parser, Subcommand};
     about = "caucus node: PKI-backed secure messaging and SMC"
 )]
 struct Cli {
-    /// Print one JSON object on stdout instead of human output.
-    #[arg(long, global = true)]
-    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -25,6 +22,9 @@ struct Cli {
 enum Command {
     /// Create a node directory with a new RSA key, or import a PKCS#8 PEM key.
     Init {
+        /// Print one JSON object on stdout instead of human output.
+        #[arg(long)]
+        json: bool,
         #[arg(long)]
         dir: PathBuf,
         #[arg(long)]
@@ -37,6 +37,9 @@ enum Command {
     },
     /// Enrol with the CA: CSR + token, CA pinned by its root fingerprint.
     Enroll {
+        /// Print one JSON object on stdout instead of human output.
+        #[arg(long)]
+        json: bool,
         #[arg(long)]
         dir: PathBuf,
         /// CA address, host:port.
@@ -56,44 +59,26 @@ enum Command {
     },
     /// Show the session roster, verified against the pinned root.
     Peers {
+        /// Print one JSON object on stdout instead of human output.
+        #[arg(long)]
+        json: bool,
         #[arg(long)]
         dir: PathBuf,
     },
     /// Run the node daemon: serve peers over mutual TLS until SIGINT/SIGTERM.
     Serve {
+        /// Print one JSON object when listening instead of human output.
+        #[arg(long)]
+        json: bool,
         #[arg(long)]
         dir: PathBuf,
         /// Listen address (default: the advertised address).
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
     },
-    /// Benchmarks (measured, not asserted).
-    Bench {
-        #[command(subcommand)]
-        bench: Bench,
-    },
-}
-
-#[derive(Subcommand)]
-enum Bench {
-    /// In-process n-party distributed key generation (one thread per party, JSON on every hop).
-    Keygen(caucus_node::bench::keygen::Args),
-    /// Paillier encryption, decryption, addition and threshold decryption throughput.
-    Paillier(caucus_node::bench::paillier::Args),
-    /// Signed messages between two `caucus` processes over mTLS: round trip and pipelined rate.
-    Messages(caucus_node::bench::messages::Args),
-    /// CA enrolment load: 10,000 enrolments from 500 concurrent clients against `caucus-ca serve`.
-    Enroll {
-        /// 1,000 enrolments instead of 10,000.
-        #[arg(long)]
-        quick: bool,
-        /// Runs (the median is reported).
-        #[arg(long, default_value_t = 3)]
-        runs: usize,
-        /// Concurrent clients.
-        #[arg(long, default_value_t = 500)]
-        clients: usize,
-    },
+    /// Benchmarks (measured, not asserted; see TARGETS.md).
+    #[command(subcommand)]
+    Bench(caucus_node::bench::BenchCommand),
 }
 
 fn fmt_time(t: i64) -> String {
@@ -111,10 +96,10 @@ fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    let json = cli.json;
-    match cli.command {
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Init {
+            json,
             dir,
             name,
             key,
@@ -135,6 +120,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Enroll {
+            json,
             dir,
             ca,
             fingerprint,
@@ -163,7 +149,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
         }
-        Command::Peers { dir } => {
+        Command::Peers { json, dir } => {
             let r = commands::peers::peers(&NodeDir::new(dir)).await?;
             if json {
                 print_json(&r)?;
@@ -199,50 +185,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Serve { dir, listen } => {
-            commands::serve::run(&dir, listen, json).await?;
-        }
-        Command::Bench {
-            bench: Bench::Keygen(mut a),
-        } => {
-            a.json = json;
-            caucus_node::bench::keygen::run(a)?.print(json);
-        }
-        Command::Bench {
-            bench: Bench::Paillier(mut a),
-        } => {
-            a.json = json;
-            caucus_node::bench::paillier::run(a)?.print(json);
-        }
-        Command::Bench {
-            bench: Bench::Messages(mut a),
-        } => {
-            a.json = json;
-            caucus_node::bench::messages::run(a).await?.print(json);
-        }
-        Command::Bench {
-            bench:
-                Bench::Enroll {
-                    quick,
-                    runs,
-                    clients,
-                },
-        } => {
-            let mut params = caucus_node::bench::enroll::EnrollBenchParams::new(quick, runs);
-            params.clients = clients.max(1);
-            let r = caucus_node::bench::enroll::run(params).await?;
-            if json {
-                print_json(&r)?;
-            } else {
-                print!("{}", caucus_node::bench::enroll::render(&r));
-            }
-        }
+        Command::Serve { json, dir, listen } => commands::serve::run(&dir, listen, json).await?,
+        Command::Bench(_) => anyhow::bail!("benchmarks run outside the async runtime"),
     }
     Ok(())
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CAUCUS_LOG")
@@ -251,7 +200,14 @@ async fn main() {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    if let Err(e) = run(cli).await {
+    let result = match cli.command {
+        // Benchmarks build their own runtimes (or threads).
+        Command::Bench(cmd) => caucus_node::bench::run(cmd).map(|_| ()),
+        other => tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(run(other))),
+    };
+    if let Err(e) = result {
         eprintln!("caucus: error: {e:#}");
         std::process::exit(1);
     }

@@ -21,6 +21,7 @@ use caucus::pki::keys::PrivateKey;
 use caucus_ca::authority::EnrollArgs;
 use serde::Serialize;
 
+use super::{Figure, Report, machine};
 use crate::ca_client::CaClient;
 
 /// Parties per benchmark session.
@@ -84,82 +85,58 @@ pub struct RunResult {
     pub sample_errors: Vec<String>,
 }
 
-/// A figure over runs.
-#[derive(Clone, Debug, Serialize)]
-pub struct Figure {
-    /// Unit.
-    pub unit: &'static str,
-    /// Minimum over runs.
-    pub min: f64,
-    /// Median over runs.
-    pub median: f64,
-    /// Maximum over runs.
-    pub max: f64,
-    /// Target, if any.
-    pub target: Option<String>,
-}
-
-impl Figure {
-    fn of(unit: &'static str, mut v: Vec<f64>, target: Option<&str>) -> Self {
-        v.sort_by(|a, b| a.total_cmp(b));
-        let median = if v.is_empty() {
-            0.0
-        } else if v.len() % 2 == 1 {
-            v[v.len() / 2]
-        } else {
-            (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
-        };
-        Self {
-            unit,
-            min: v.first().copied().unwrap_or_default(),
-            median,
-            max: v.last().copied().unwrap_or_default(),
-            target: target.map(str::to_string),
-        }
-    }
-}
-
-/// The machine the benchmark ran on.
-#[derive(Clone, Debug, Serialize)]
-pub struct Machine {
-    /// Logical cores.
-    pub cores: usize,
-    /// CPU model.
-    pub cpu: String,
-}
-
-/// Reads the machine description.
-pub fn machine() -> Machine {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into());
-    Machine {
-        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        cpu,
-    }
-}
-
 /// The whole report.
 #[derive(Clone, Debug, Serialize)]
 pub struct EnrollBenchReport {
-    /// Benchmark name.
-    pub bench: &'static str,
-    /// Machine.
-    pub machine: Machine,
     /// Parameters.
     pub params: EnrollBenchParams,
-    /// Figures: `enrolments_per_s`, `latency_p50`, `latency_p99`, `failures`.
-    pub figures: std::collections::BTreeMap<&'static str, Figure>,
+    /// Figures: enrolments/s, latency p50, latency p99, failures.
+    pub figures: Vec<Figure>,
     /// Per-run details.
     pub runs: Vec<RunResult>,
     /// Whether the median meets the target (≥ 500/s and 0 failures in every run).
     pub meets_target: bool,
+}
+
+/// `caucus bench enroll` arguments.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    /// 1,000 enrolments instead of 10,000.
+    #[arg(long)]
+    pub quick: bool,
+    /// Runs (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 500)]
+    pub clients: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the benchmark on its own tokio runtime and returns the common report (machine,
+/// parameters, per-run details, figures with targets).
+pub fn run_blocking(args: &Args) -> Result<Report, BenchError> {
+    let mut params = EnrollBenchParams::new(args.quick, args.runs);
+    params.clients = args.clients.max(1);
+    let rt = tokio::runtime::Runtime::new().map_err(setup)?;
+    let r = rt.block_on(run(params))?;
+    let params = serde_json::json!({
+        "enrolments": r.params.enrolments,
+        "clients": r.params.clients,
+        "runs": r.params.runs,
+        "node_key_bits": r.params.node_key_bits,
+        "ca_key_bits": r.params.ca_key_bits,
+        "per_run": r.runs,
+        "meets_target": r.meets_target,
+    });
+    Ok(Report {
+        bench: "enroll".into(),
+        machine: machine(),
+        params,
+        figures: r.figures,
+    })
 }
 
 /// A child process killed (and reaped) on drop.
@@ -421,79 +398,23 @@ pub async fn run(params: EnrollBenchParams) -> Result<EnrollBenchReport, BenchEr
         runs.push(one_run(&params, &items).await?);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let mut figures = std::collections::BTreeMap::new();
-    figures.insert(
-        "enrolments_per_s",
-        Figure::of(
-            "enrolments/s",
-            runs.iter().map(|r| r.per_sec).collect(),
-            Some(">= 500"),
-        ),
-    );
-    figures.insert(
-        "latency_p50",
-        Figure::of("ms", runs.iter().map(|r| r.p50_ms).collect(), None),
-    );
-    figures.insert(
-        "latency_p99",
-        Figure::of("ms", runs.iter().map(|r| r.p99_ms).collect(), None),
-    );
-    figures.insert(
-        "failures",
-        Figure::of(
-            "count",
-            runs.iter().map(|r| r.failures as f64).collect(),
-            Some("0"),
-        ),
-    );
-    let meets_target =
-        figures["enrolments_per_s"].median >= 500.0 && runs.iter().all(|r| r.failures == 0);
+    let per_sec: Vec<f64> = runs.iter().map(|r| r.per_sec).collect();
+    let p50: Vec<f64> = runs.iter().map(|r| r.p50_ms).collect();
+    let p99: Vec<f64> = runs.iter().map(|r| r.p99_ms).collect();
+    let failures: Vec<f64> = runs.iter().map(|r| r.failures as f64).collect();
+    let figures = vec![
+        Figure::from_samples("enrolments per second", "enrolments/s", &per_sec)
+            .target(">= 500 enrolments/s (TARGETS.md)"),
+        Figure::from_samples("latency p50", "ms", &p50),
+        Figure::from_samples("latency p99", "ms", &p99),
+        Figure::from_samples("failures", "count", &failures).target("0"),
+    ];
+    let median_rate = figures[0].median;
+    let meets_target = median_rate >= 500.0 && runs.iter().all(|r| r.failures == 0);
     Ok(EnrollBenchReport {
-        bench: "enroll",
-        machine: machine(),
         params,
         figures,
         runs,
         meets_target,
     })
-}
-
-/// Human-readable report.
-pub fn render(r: &EnrollBenchReport) -> String {
-    let mut s = format!(
-        "caucus bench enroll: {} enrolments x {} runs, {} concurrent clients, node RSA-{}, CA RSA-{}\n\
-         machine: {} cores, {}\n",
-        r.params.enrolments,
-        r.params.runs,
-        r.params.clients,
-        r.params.node_key_bits,
-        r.params.ca_key_bits,
-        r.machine.cores,
-        r.machine.cpu
-    );
-    s.push_str(&format!(
-        "{:<18} {:>10} {:>10} {:>10}  {:<12} target\n",
-        "figure", "min", "median", "max", "unit"
-    ));
-    for (name, f) in &r.figures {
-        s.push_str(&format!(
-            "{:<18} {:>10.1} {:>10.1} {:>10.1}  {:<12} {}\n",
-            name,
-            f.min,
-            f.median,
-            f.max,
-            f.unit,
-            f.target.as_deref().unwrap_or("-")
-        ));
-    }
-    for (i, run) in r.runs.iter().enumerate() {
-        for e in &run.sample_errors {
-            s.push_str(&format!("run {}: failure: {e}\n", i + 1));
-        }
-    }
-    s.push_str(&format!(
-        "target (>= 500 enrolments/s, 0 failures): {}\n",
-        if r.meets_target { "met" } else { "NOT met" }
-    ));
-    s
 }

@@ -40,8 +40,7 @@ const TNO_MSGS: f64 = 2368.0;
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
     /// Print one JSON object.
-    /// (set from the global `--json` flag)
-    #[arg(skip)]
+    #[arg(long)]
     pub json: bool,
     /// Fewer messages (a smoke run).
     #[arg(long)]
@@ -262,7 +261,11 @@ async fn measure(args: &Args) -> anyhow::Result<Report> {
     })
 }
 
-/// Runs the benchmark (inside the caller's tokio runtime).
-pub async fn run(args: Args) -> anyhow::Result<Report> {
-    measure(&args).await
+/// Runs the benchmark on its own tokio runtime (two worker threads, one per core).
+pub fn run(args: Args) -> anyhow::Result<Report> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(measure(&args))
 }

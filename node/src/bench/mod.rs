@@ -140,6 +140,10 @@ pub enum BenchCommand {
     Keygen(keygen::Args),
     /// Paillier encryption, decryption, addition and threshold decryption throughput.
     Paillier(paillier::Args),
+    /// CA enrolment load: 10,000 enrolments from 500 concurrent clients against `caucus-ca serve`.
+    Enroll(enroll::Args),
+    /// Signed messages between two `caucus` processes over mTLS: round trip and pipelined rate.
+    Messages(messages::Args),
 }
 
 /// Runs a bench subcommand and prints its report.
@@ -152,6 +156,14 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<Report> {
         BenchCommand::Paillier(a) => {
             let json = a.json;
             (paillier::run(a)?, json)
+        }
+        BenchCommand::Enroll(a) => {
+            let json = a.json;
+            (enroll::run_blocking(&a)?, json)
+        }
+        BenchCommand::Messages(a) => {
+            let json = a.json;
+            (messages::run(a)?, json)
         }
     };
     report.print(json);
