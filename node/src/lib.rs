@@ -9,6 +9,10 @@
 //!   envelopes, method routing, the accept loop and outgoing connections.
 //! - [`session`]: the SMC session API (`send` / `recv` / `broadcast` / `recv_all` by roster name
 //!   and message id, serde values), built on the transport.
+//! - [`keygen`]: the network keygen driver (sans-IO keygen over the session API) and the
+//!   common driver errors; [`keyshare`]: `keyshare.json` (0600, atomic).
+//! - [`threshold`]: encryption, threshold decryption by any t+1 parties, the secure sum.
+//! - [`demo`]: `caucus demo`, a CA and three nodes in one process, every step narrated.
 //! - [`commands`]: the code of each CLI command (`init`, `enroll`, `peers`, `serve`).
 //! - [`bench`]: `caucus bench keygen|paillier|enroll|messages` drivers.
 //! - [`pool`]: the background filler thread of the Paillier r^N pool.
@@ -20,10 +24,14 @@ pub mod bench;
 pub mod ca_client;
 pub mod commands;
 pub mod config;
+pub mod demo;
+pub mod keygen;
+pub mod keyshare;
 pub mod pool;
 pub mod session;
 #[cfg(feature = "test-util")]
 pub mod testing;
+pub mod threshold;
 pub mod transport;
 
 /// The current time in unix seconds (the runtime reads the clock; protocol code takes `now`).

@@ -76,9 +76,109 @@ enum Command {
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
     },
+    /// Distributed Paillier key generation with the session's parties (every party runs it).
+    Keygen {
+        /// Print one JSON object on stdout instead of human output.
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        dir: PathBuf,
+        /// Bit length of N.
+        #[arg(long, default_value_t = 2048)]
+        bits: u32,
+        /// Overall timeout (e.g. 120s, 5m).
+        #[arg(long, default_value = "120s", value_parser = caucus_node::keygen::parse_duration)]
+        timeout: std::time::Duration,
+        /// No progress line on stderr.
+        #[arg(long)]
+        quiet: bool,
+        /// Overwrite an existing keyshare.json.
+        #[arg(long)]
+        force: bool,
+    },
+    /// The distributed key: public key, threshold, parties.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Encrypt a value under the distributed key (prints a decimal ciphertext).
+    Encrypt {
+        /// Print one JSON object on stdout instead of human output.
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        dir: PathBuf,
+        /// Decimal digits of fixed-point values (scale 10^precision).
+        #[arg(long, default_value_t = 0)]
+        precision: u32,
+        /// The value (signed integer, or decimal with --precision).
+        #[arg(allow_hyphen_values = true)]
+        value: String,
+    },
+    /// Joint decryption by a quorum of t+1 parties (each quorum member runs it).
+    Decrypt {
+        /// Print one JSON object on stdout instead of human output.
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        dir: PathBuf,
+        /// Quorum party names (default: every party of the key).
+        #[arg(long, value_delimiter = ',')]
+        quorum: Option<Vec<String>>,
+        /// Who learns the result (default: the quorum).
+        #[arg(long, value_delimiter = ',')]
+        to: Option<Vec<String>>,
+        /// Decimal digits of fixed-point values.
+        #[arg(long, default_value_t = 0)]
+        precision: u32,
+        /// Overall timeout.
+        #[arg(long, default_value = "60s", value_parser = caucus_node::keygen::parse_duration)]
+        timeout: std::time::Duration,
+        /// Decrypt this many times and report each latency (benchmarks).
+        #[arg(long, default_value_t = 1, hide = true)]
+        repeat: u32,
+        /// The ciphertext (decimal).
+        ciphertext: String,
+    },
+    /// Secure sum: every party contributes a value, every party learns only the total.
+    Sum {
+        /// Print one JSON object on stdout instead of human output.
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        dir: PathBuf,
+        /// This party's value (signed integer, or decimal with --precision).
+        #[arg(long, allow_hyphen_values = true)]
+        value: String,
+        /// Print the mean instead of the total.
+        #[arg(long)]
+        mean: bool,
+        /// Decryption quorum (default: the first t+1 parties of the key).
+        #[arg(long, value_delimiter = ',')]
+        quorum: Option<Vec<String>>,
+        /// Decimal digits of fixed-point values (every party must use the same).
+        #[arg(long, default_value_t = 0)]
+        precision: u32,
+        /// Overall timeout.
+        #[arg(long, default_value = "60s", value_parser = caucus_node::keygen::parse_duration)]
+        timeout: std::time::Duration,
+    },
+    /// CA + three nodes locally: enrolment, blob share, keygen, secure sum, decryption with one
+    /// party offline, narrated with timings.
+    Demo(caucus_node::demo::DemoArgs),
     /// Benchmarks (measured, not asserted; see TARGETS.md).
     #[command(subcommand)]
     Bench(caucus_node::bench::BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Show the public key (N in decimal), threshold and parties.
+    Show {
+        /// Print one JSON object on stdout instead of human output.
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        dir: PathBuf,
+    },
 }
 
 fn fmt_time(t: i64) -> String {
@@ -186,6 +286,136 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
         }
         Command::Serve { json, dir, listen } => commands::serve::run(&dir, listen, json).await?,
+        Command::Keygen {
+            json,
+            dir,
+            bits,
+            timeout,
+            quiet,
+            force,
+        } => {
+            let opts = caucus_node::keygen::KeygenOptions {
+                bits,
+                timeout,
+                progress: !quiet,
+                label: String::new(),
+            };
+            let r = caucus_node::keygen::keygen(&dir, &opts, force).await?;
+            if json {
+                print_json(&r)?;
+            } else {
+                println!(
+                    "{}: {}-bit key {} generated with {} parties (t = {}) in {:.2} s: {} batches, {} candidates, {} biprimality tests",
+                    r.party,
+                    r.bits,
+                    r.key_id,
+                    r.parties,
+                    r.threshold,
+                    r.seconds,
+                    r.batches,
+                    r.candidates,
+                    r.biprimality_tests
+                );
+                println!("key share written to {} (0600)", r.keyshare);
+            }
+        }
+        Command::Key(KeyCommand::Show { json, dir }) => {
+            let k = caucus_node::keyshare::KeyShareFile::load(&NodeDir::new(&dir).keyshare_path())?;
+            let info = serde_json::json!({
+                "key_id": k.key_id,
+                "bits": k.bits,
+                "n": k.share.public().n().to_string(),
+                "threshold": k.threshold,
+                "parties": k.parties,
+                "me": k.me,
+                "index": k.share.index(),
+                "keygen_session": k.keygen_session,
+                "created_at": k.created_at,
+            });
+            if json {
+                print_json(&info)?;
+            } else {
+                println!("key {} ({}-bit N), generated in session {} on {}", k.key_id, k.bits, k.keygen_session, fmt_time(k.created_at));
+                println!("threshold t = {}: any {} of {} parties decrypt", k.threshold, k.threshold + 1, k.parties.len());
+                for p in &k.parties {
+                    println!("  {:>2}  {:<16} {}{}", p.index, p.name, &p.party_id[..16], if p.name == k.me { "  (this node)" } else { "" });
+                }
+                println!("N = {}", k.share.public().n());
+            }
+        }
+        Command::Encrypt {
+            json,
+            dir,
+            precision,
+            value,
+        } => {
+            let k = caucus_node::keyshare::KeyShareFile::load(&NodeDir::new(&dir).keyshare_path())?;
+            let v = caucus_node::threshold::parse_value(&value, precision)?;
+            let c = caucus_node::threshold::encrypt_value(k.share.public(), &v)?;
+            if json {
+                print_json(&serde_json::json!({
+                    "key_id": k.key_id,
+                    "ciphertext": c.value().to_string(),
+                }))?;
+            } else {
+                println!("{}", c.value());
+            }
+        }
+        Command::Decrypt {
+            json,
+            dir,
+            quorum,
+            to,
+            precision,
+            timeout,
+            repeat,
+            ciphertext,
+        } => {
+            let opts = caucus_node::threshold::DecryptOptions {
+                quorum,
+                to,
+                timeout,
+                precision,
+                repeat,
+            };
+            let r = caucus_node::threshold::decrypt(&dir, &ciphertext, &opts).await?;
+            if json {
+                print_json(&r)?;
+            } else {
+                match &r.value {
+                    Some(v) => println!("{v}"),
+                    None => println!(
+                        "{}: partial decryption sent to {}",
+                        r.party,
+                        r.receivers.join(",")
+                    ),
+                }
+            }
+        }
+        Command::Sum {
+            json,
+            dir,
+            value,
+            mean,
+            quorum,
+            precision,
+            timeout,
+        } => {
+            let opts = caucus_node::threshold::SumOptions {
+                quorum,
+                timeout,
+                precision,
+            };
+            let r = caucus_node::threshold::sum(&dir, &value, &opts).await?;
+            if json {
+                print_json(&r)?;
+            } else if mean {
+                println!("{}", r.mean);
+            } else {
+                println!("{}", r.total);
+            }
+        }
+        Command::Demo(args) => caucus_node::demo::run(args).await?,
         Command::Bench(_) => anyhow::bail!("benchmarks run outside the async runtime"),
     }
     Ok(())
