@@ -33,6 +33,10 @@ pub struct Args {
     /// Threshold t.
     #[arg(long, default_value_t = 1)]
     pub threshold: u32,
+    /// Run the parties as `caucus keygen` processes over mTLS on loopback (default 2048 bits,
+    /// 5 runs), then measure threshold decryption with t+1 `caucus decrypt` processes.
+    #[arg(long)]
+    pub processes: bool,
 }
 
 /// One threaded run's result.
@@ -140,6 +144,9 @@ fn tno_seconds(bits: u32) -> Option<(f64, f64, f64)> {
 
 /// Runs the benchmark.
 pub fn run(args: Args) -> anyhow::Result<Report> {
+    if args.processes {
+        return super::keygen_net::run(&args);
+    }
     let sizes: Vec<(u32, u32)> = match (args.bits, args.quick) {
         (Some(b), _) => vec![(b, args.runs.unwrap_or(if b >= 2048 { 5 } else { 10 }))],
         (None, true) => vec![

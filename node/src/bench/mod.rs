@@ -4,6 +4,7 @@
 
 pub mod enroll;
 pub mod keygen;
+pub mod keygen_net;
 pub mod messages;
 pub mod paillier;
 
