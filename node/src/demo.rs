@@ -114,7 +114,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         bail!("--parties must be 2..={}", NAMES.len());
     }
     if n < 2 * t + 1 {
-        bail!("--threshold {t} needs at least {} parties (n ≥ 2t+1)", 2 * t + 1);
+        bail!(
+            "--threshold {t} needs at least {} parties (n ≥ 2t+1)",
+            2 * t + 1
+        );
     }
     let names: Vec<String> = NAMES[..n as usize].iter().map(|s| s.to_string()).collect();
     let mut st = Step {
@@ -129,7 +132,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     clean(&args.dir)?;
 
     // 1. CA
-    let s = st.head("Certificate authority: root key and certificate, redb registry, TLS 1.3 front-end");
+    let s = st
+        .head("Certificate authority: root key and certificate, redb registry, TLS 1.3 front-end");
     let ca_dir = CaDir::new(args.dir.join("ca"));
     let info = caucus_ca::dir::init(&ca_dir, "caucus-demo-ca", 3072, crate::now())
         .map_err(|e| anyhow!("CA init: {e}"))?;
@@ -148,13 +152,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             let _ = ca_rx.await;
         },
     ));
-    println!("    CA \"caucus-demo-ca\" (RSA-3072 root) in {}", ca_dir.root.display());
+    println!(
+        "    CA \"caucus-demo-ca\" (RSA-3072 root) in {}",
+        ca_dir.root.display()
+    );
     println!("    listening on {ca_addr}");
     println!("    root fingerprint {}", info.fingerprint);
     st.done(s);
 
     // 2. Session
-    let s = st.head("Session: the CA creates the session and one single-use enrolment token per party");
+    let s =
+        st.head("Session: the CA creates the session and one single-use enrolment token per party");
     let sid = "demo";
     let created = auth
         .create_session(sid, &names, t, 24 * 3600)

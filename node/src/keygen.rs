@@ -334,7 +334,8 @@ pub async fn run_keygen(
     let n = parties.len() as u32;
     let t = session.threshold();
     let sid = session.session_id();
-    let params = Params::new(opts.bits, n, t).map_err(|e| DriverError::BadArgument(e.to_string()))?;
+    let params =
+        Params::new(opts.bits, n, t).map_err(|e| DriverError::BadArgument(e.to_string()))?;
     let by_index: BTreeMap<u32, Party> = parties.iter().map(|p| (p.index, p.clone())).collect();
     let name_of = |i: u32| {
         by_index
@@ -353,7 +354,11 @@ pub async fn run_keygen(
     };
     let hello_id = "kg/hello";
     session
-        .broadcast_timeout(hello_id, &hello, deadline.saturating_duration_since(Instant::now()))
+        .broadcast_timeout(
+            hello_id,
+            &hello,
+            deadline.saturating_duration_since(Instant::now()),
+        )
         .await?;
     let hellos: BTreeMap<String, Hello> =
         recv_from_all(&session, &others, hello_id, deadline.into()).await?;

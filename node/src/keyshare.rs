@@ -97,7 +97,10 @@ impl KeyShareFile {
 
     /// The key index of party `name`.
     pub fn index_of(&self, name: &str) -> Option<u32> {
-        self.parties.iter().find(|p| p.name == name).map(|p| p.index)
+        self.parties
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.index)
     }
 
     /// Consistency checks: version, key id, indices 1..=n in order, own entry, threshold.
@@ -154,8 +157,7 @@ impl KeyShareFile {
                 source,
             })
         })?);
-        let f: KeyShareFile =
-            serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
+        let f: KeyShareFile = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
         f.check().map_err(bad)?;
         Ok(f)
     }

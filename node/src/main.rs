@@ -335,10 +335,27 @@ async fn run(command: Command) -> anyhow::Result<()> {
             if json {
                 print_json(&info)?;
             } else {
-                println!("key {} ({}-bit N), generated in session {} on {}", k.key_id, k.bits, k.keygen_session, fmt_time(k.created_at));
-                println!("threshold t = {}: any {} of {} parties decrypt", k.threshold, k.threshold + 1, k.parties.len());
+                println!(
+                    "key {} ({}-bit N), generated in session {} on {}",
+                    k.key_id,
+                    k.bits,
+                    k.keygen_session,
+                    fmt_time(k.created_at)
+                );
+                println!(
+                    "threshold t = {}: any {} of {} parties decrypt",
+                    k.threshold,
+                    k.threshold + 1,
+                    k.parties.len()
+                );
                 for p in &k.parties {
-                    println!("  {:>2}  {:<16} {}{}", p.index, p.name, &p.party_id[..16], if p.name == k.me { "  (this node)" } else { "" });
+                    println!(
+                        "  {:>2}  {:<16} {}{}",
+                        p.index,
+                        p.name,
+                        &p.party_id[..16],
+                        if p.name == k.me { "  (this node)" } else { "" }
+                    );
                 }
                 println!("N = {}", k.share.public().n());
             }

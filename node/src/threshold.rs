@@ -18,7 +18,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use caucus::decrypt::{PartialDecryption, ThresholdKey, ciphertext_digest, combine, partial_decrypt};
+use caucus::decrypt::{
+    PartialDecryption, ThresholdKey, ciphertext_digest, combine, partial_decrypt,
+};
 use caucus::paillier::encoding::WireCiphertext;
 use caucus::paillier::{Ciphertext, PublicKey, decode_signed};
 use num_bigint::{BigInt, BigUint, Sign};
@@ -99,8 +101,7 @@ pub fn parse_ciphertext(pk: &PublicKey, s: &str) -> Result<Ciphertext, DriverErr
         .trim()
         .parse()
         .map_err(|_| DriverError::BadArgument("ciphertext is not a decimal integer".into()))?;
-    Ciphertext::from_value(pk, v)
-        .map_err(|e| DriverError::BadArgument(format!("ciphertext: {e}")))
+    Ciphertext::from_value(pk, v).map_err(|e| DriverError::BadArgument(format!("ciphertext: {e}")))
 }
 
 /// Who takes part in a decryption.
@@ -130,7 +131,10 @@ pub fn resolve_quorum(
     let mut indices = Vec::new();
     for name in &names {
         let idx = key.index_of(name).ok_or_else(|| {
-            DriverError::BadArgument(format!("{name:?} is not a party of key {}", &key.key_id[..16]))
+            DriverError::BadArgument(format!(
+                "{name:?} is not a party of key {}",
+                &key.key_id[..16]
+            ))
         })?;
         if indices.contains(&idx) {
             return Err(DriverError::BadArgument(format!("{name:?} named twice")));
@@ -235,7 +239,10 @@ pub async fn run_decrypt(
         if part.index != *idx {
             return Err(DriverError::Peer {
                 party: p.name.clone(),
-                reason: format!("partial claims key index {} (its index is {idx})", part.index),
+                reason: format!(
+                    "partial claims key index {} (its index is {idx})",
+                    part.index
+                ),
             });
         }
         partials.push(part);
@@ -398,7 +405,11 @@ pub async fn sum_on(
     };
     let ct_id = format!("sum/{}/ct", &key.key_id[..16]);
     session
-        .broadcast_timeout(&ct_id, &contrib, deadline.saturating_duration_since(Instant::now()))
+        .broadcast_timeout(
+            &ct_id,
+            &contrib,
+            deadline.saturating_duration_since(Instant::now()),
+        )
         .await?;
     let others = session.others();
     let got: BTreeMap<String, SumContribution> =
@@ -411,7 +422,10 @@ pub async fn sum_on(
         if sc.key_id != key.key_id {
             return Err(DriverError::Disagree {
                 party: p.name.clone(),
-                reason: format!("it encrypted under key {}", &sc.key_id[..16.min(sc.key_id.len())]),
+                reason: format!(
+                    "it encrypted under key {}",
+                    &sc.key_id[..16.min(sc.key_id.len())]
+                ),
             });
         }
         if sc.precision != opts.precision {

@@ -50,7 +50,11 @@ impl Guard {
     }
 
     fn wait_output(mut self) -> Output {
-        self.0.take().expect("child").wait_with_output().expect("wait")
+        self.0
+            .take()
+            .expect("child")
+            .wait_with_output()
+            .expect("wait")
     }
 }
 
@@ -99,12 +103,26 @@ impl Net {
         ok_json(
             &ca,
             &[
-                "init", "--json", "--dir", p(&ca_dir), "--name", "e2e-ca", "--key-bits", "2048",
+                "init",
+                "--json",
+                "--dir",
+                p(&ca_dir),
+                "--name",
+                "e2e-ca",
+                "--key-bits",
+                "2048",
             ],
         );
         let mut g = Guard(Some(
             Command::new(&ca)
-                .args(["serve", "--json", "--dir", p(&ca_dir), "--listen", "127.0.0.1:0"])
+                .args([
+                    "serve",
+                    "--json",
+                    "--dir",
+                    p(&ca_dir),
+                    "--listen",
+                    "127.0.0.1:0",
+                ])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())
                 .spawn()
@@ -196,7 +214,14 @@ fn keygen(dir: &Path, bits: &str, timeout: &str) -> Guard {
     spawn(
         Path::new(CAUCUS),
         &[
-            "keygen", "--json", "--dir", p(dir), "--bits", bits, "--timeout", timeout,
+            "keygen",
+            "--json",
+            "--dir",
+            p(dir),
+            "--bits",
+            bits,
+            "--timeout",
+            timeout,
         ],
     )
 }
@@ -207,8 +232,12 @@ fn json_ok(out: Output, what: &str) -> Value {
         "{what} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{what}: bad json {:?}: {e}", String::from_utf8_lossy(&out.stdout)))
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{what}: bad json {:?}: {e}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
 }
 
 fn stderr(out: &Output) -> String {
@@ -236,16 +265,26 @@ fn three_processes_keygen_sum_decrypt_and_a_later_session() {
         assert_eq!(r["threshold"], 1);
         assert!(r["candidates"].as_u64().expect("candidates") >= 1);
         let ks = dirs[i].join("keyshare.json");
-        let mode = std::fs::metadata(&ks).expect("keyshare").permissions().mode();
+        let mode = std::fs::metadata(&ks)
+            .expect("keyshare")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
     // Keygen again refuses to overwrite.
     let out = keygen(dirs[0], "512", "5s").wait_output();
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("refusing to overwrite"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("refusing to overwrite"),
+        "{}",
+        stderr(&out)
+    );
 
     // key show
-    let show = ok_json(Path::new(CAUCUS), &["key", "show", "--json", "--dir", p(dirs[1])]);
+    let show = ok_json(
+        Path::new(CAUCUS),
+        &["key", "show", "--json", "--dir", p(dirs[1])],
+    );
     assert_eq!(show["key_id"], key_id.as_str());
     assert_eq!(show["me"], "bob");
     assert_eq!(show["parties"][2]["name"], "carol");
@@ -259,7 +298,16 @@ fn three_processes_keygen_sum_decrypt_and_a_later_session() {
         .map(|(d, v)| {
             spawn(
                 Path::new(CAUCUS),
-                &["sum", "--json", "--dir", p(d), "--value", v, "--timeout", "60s"],
+                &[
+                    "sum",
+                    "--json",
+                    "--dir",
+                    p(d),
+                    "--value",
+                    v,
+                    "--timeout",
+                    "60s",
+                ],
             )
         })
         .collect();
@@ -279,7 +327,15 @@ fn three_processes_keygen_sum_decrypt_and_a_later_session() {
         spawn(
             Path::new(CAUCUS),
             &[
-                "decrypt", "--json", "--dir", p(d), "--quorum", quorum, "--timeout", "60s", &ct,
+                "decrypt",
+                "--json",
+                "--dir",
+                p(d),
+                "--quorum",
+                quorum,
+                "--timeout",
+                "60s",
+                &ct,
             ],
         )
     };
@@ -292,7 +348,11 @@ fn three_processes_keygen_sum_decrypt_and_a_later_session() {
     // One party alone is not a quorum.
     let out = decrypt(dirs[0], "alice").wait_output();
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("quorum needs at least 2"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("quorum needs at least 2"),
+        "{}",
+        stderr(&out)
+    );
 
     // A later session with the same party names: new certificates, same key.
     let tokens = net.session("s2", &["alice", "bob", "carol"]);
@@ -364,17 +424,21 @@ fn a_node_of_another_session_or_a_revoked_node_cannot_join() {
     let dirs: Vec<&PathBuf> = nodes.iter().map(|(d, _)| d).collect();
     let addr = |i: usize| {
         // The advertised address from node.json.
-        let cfg: Value = serde_json::from_slice(
-            &std::fs::read(dirs[i].join("node.json")).expect("node.json"),
-        )
-        .expect("json");
+        let cfg: Value =
+            serde_json::from_slice(&std::fs::read(dirs[i].join("node.json")).expect("node.json"))
+                .expect("json");
         cfg["advertise"].as_str().expect("advertise").to_string()
     };
 
     // Another session whose alice and bob advertise the j1 nodes' addresses: its carol dials the
     // j1 nodes with a j2 certificate and is refused; alice and bob of j1 never get a carol.
     let tokens = net.session("j2", &["alice", "bob", "carol"]);
-    net.enroll("x-alice", "alice", tokens["alice"].as_str().expect("t"), &addr(0));
+    net.enroll(
+        "x-alice",
+        "alice",
+        tokens["alice"].as_str().expect("t"),
+        &addr(0),
+    );
     net.enroll("x-bob", "bob", tokens["bob"].as_str().expect("t"), &addr(1));
     let (x_carol, _) = net.enroll(
         "x-carol",
@@ -423,7 +487,11 @@ fn demo_runs_to_completion() {
         .output()
         .expect("demo");
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "demo failed: {}\n{text}", stderr(&out));
+    assert!(
+        out.status.success(),
+        "demo failed: {}\n{text}",
+        stderr(&out)
+    );
     assert!(text.contains("demo complete"), "{text}");
     assert!(text.contains("learns total = 4925"), "{text}");
     assert!(text.contains("decrypts 424242"), "{text}");
@@ -440,6 +508,10 @@ fn demo_runs_to_completion() {
         .output()
         .expect("demo");
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("refusing to delete"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("refusing to delete"),
+        "{}",
+        stderr(&out)
+    );
     assert!(foreign.join("precious.txt").exists());
 }

@@ -56,7 +56,10 @@ pub fn run(args: &super::keygen::Args) -> anyhow::Result<Report> {
     let runs = args.runs.unwrap_or(if bits >= 4096 { 1 } else { 5 });
     let n = args.parties;
     let t = args.threshold;
-    ensure!(n as usize <= NAMES.len() && n >= 2 * t + 1, "need n >= 2t+1, n <= 7");
+    ensure!(
+        n as usize <= NAMES.len() && n >= 2 * t + 1,
+        "need n >= 2t+1, n <= 7"
+    );
     let exe = std::env::current_exe()?;
     let tmp = tempfile::tempdir()?;
     let rt = tokio::runtime::Runtime::new()?;
@@ -130,8 +133,15 @@ pub fn run(args: &super::keygen::Args) -> anyhow::Result<Report> {
         let reps = run_all(&exe, &argv).with_context(|| format!("keygen run {run}"))?;
         let w = t0.elapsed().as_secs_f64();
         let key = reps[0]["key_id"].clone();
-        ensure!(reps.iter().all(|r| r["key_id"] == key), "parties disagree on the key");
-        ensure!(reps[0]["bits"] == u64::from(bits), "N has {} bits", reps[0]["bits"]);
+        ensure!(
+            reps.iter().all(|r| r["key_id"] == key),
+            "parties disagree on the key"
+        );
+        ensure!(
+            reps[0]["bits"] == u64::from(bits),
+            "N has {} bits",
+            reps[0]["bits"]
+        );
         let p = reps
             .iter()
             .filter_map(|r| r["seconds"].as_f64())
@@ -174,14 +184,22 @@ pub fn run(args: &super::keygen::Args) -> anyhow::Result<Report> {
         })
         .collect();
     let reps = run_all(&exe, &argv).context("decrypt")?;
-    ensure!(reps.iter().all(|r| r["value"] == "31337"), "wrong decryption");
+    ensure!(
+        reps.iter().all(|r| r["value"] == "31337"),
+        "wrong decryption"
+    );
     // The first decryption includes connection set-up; report the warm ones.
     let lat: Vec<f64> = reps
         .iter()
         .flat_map(|r| {
             r["latency_ms"]
                 .as_array()
-                .map(|a| a.iter().skip(1).filter_map(|v| v.as_f64()).collect::<Vec<_>>())
+                .map(|a| {
+                    a.iter()
+                        .skip(1)
+                        .filter_map(|v| v.as_f64())
+                        .collect::<Vec<_>>()
+                })
                 .unwrap_or_default()
         })
         .collect();
@@ -211,7 +229,11 @@ pub fn run(args: &super::keygen::Args) -> anyhow::Result<Report> {
         "s",
         &proto,
     ));
-    figures.push(Figure::from_samples(&format!("  batches ({bits})"), "batches", &batches));
+    figures.push(Figure::from_samples(
+        &format!("  batches ({bits})"),
+        "batches",
+        &batches,
+    ));
     figures.push(Figure::from_samples(
         &format!("  candidates N ({bits})"),
         "candidates",
@@ -224,7 +246,10 @@ pub fn run(args: &super::keygen::Args) -> anyhow::Result<Report> {
     ));
     figures.push(
         Figure::from_samples(
-            &format!("threshold decryption {bits}-bit N, t+1 = {} processes", t + 1),
+            &format!(
+                "threshold decryption {bits}-bit N, t+1 = {} processes",
+                t + 1
+            ),
             "ms",
             &lat,
         )
