@@ -618,3 +618,123 @@ async fn injected_clock_expires_certificates() {
     })
     .await;
 }
+
+/// Three nodes enrolled through the real CA (TLS front-end, tokens, redb registry), opened from
+/// their node directories; then the CA revokes one and the others refuse it after a refresh,
+/// including on an already open connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_ca_enrolment_session_open_and_revocation() {
+    use caucus_ca::server::ServerOptions;
+    use caucus_ca::testing::TestCa;
+    use caucus_node::commands::enroll::{EnrollOptions, enroll};
+    use caucus_node::commands::init::init;
+    use caucus_node::config::NodeDir;
+
+    let tmp = tempfile::tempdir().expect("tmp");
+    let ca = TestCa::start(&tmp.path().join("ca"), ServerOptions::default())
+        .await
+        .expect("ca");
+    let names = ["alice", "bob", "carol"];
+    let s = ca
+        .auth
+        .create_session(
+            "s1",
+            &names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+            1,
+            3600,
+        )
+        .expect("session");
+    let mut dirs = Vec::new();
+    for name in names {
+        let dir = NodeDir::new(tmp.path().join(name));
+        init(&dir, name, None, 2048).expect("init");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        enroll(
+            &dir,
+            &EnrollOptions {
+                ca: ca.addr.to_string(),
+                fingerprint: ca.fingerprint.clone(),
+                token: s.tokens[name].clone(),
+                advertise: format!("127.0.0.1:{port}"),
+                session: Some("s1".into()),
+            },
+        )
+        .await
+        .expect("enroll");
+        dirs.push(dir);
+    }
+    let mut ss = Vec::new();
+    for d in &dirs {
+        ss.push(
+            Session::open(&d.root, opts(Arc::new(SystemClock)))
+                .await
+                .expect("open"),
+        );
+    }
+    for (i, s) in ss.iter().enumerate() {
+        assert_eq!(s.me().index as usize, i + 1);
+        s.broadcast("hello", &s.me().name).await.expect("bcast");
+    }
+    for s in &ss {
+        let all: std::collections::BTreeMap<String, String> =
+            s.recv_all("hello").await.expect("all");
+        for (k, v) in all {
+            assert_eq!(k, v);
+        }
+    }
+    // carol has an open connection to alice; the CA revokes carol.
+    ss[2].send("alice", "pre", &1).await.expect("send");
+    let _: u64 = ss[0].recv("carol", "pre").await.expect("recv");
+    let mut rx = ss[0].node().refusals();
+    let carol_serial = ss[0]
+        .node()
+        .trust()
+        .member_by_name("carol")
+        .expect("carol")
+        .serial_hex;
+    ca.auth.revoke(&carol_serial).expect("revoke");
+    ss[0].refresh().await.expect("refresh");
+    assert!(
+        ss[0]
+            .node()
+            .trust()
+            .crl()
+            .expect("crl")
+            .is_revoked(&carol_serial)
+    );
+    // The open connection is cut at carol's next message, which is not delivered.
+    ss[2].send("alice", "post", &2).await.expect("written");
+    refused(&mut rx, |e| {
+        matches!(
+            e,
+            TransportError::Peer(PeerError::Revoked { .. } | PeerError::NotMember { .. })
+        )
+    })
+    .await;
+    assert!(
+        ss[0]
+            .recv_timeout::<u64>("carol", "post", Duration::from_millis(300))
+            .await
+            .is_err()
+    );
+    // A new connection from carol is refused, and alice keeps serving bob.
+    ss[2].node().close_links();
+    let e = ss[2]
+        .send_timeout("alice", "post2", &3, Duration::from_millis(800))
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(e, SessionError::Unreachable { ref party, .. } if party == "alice"),
+        "{e}"
+    );
+    ss[1].send("alice", "still", &4).await.expect("bob sends");
+    assert_eq!(ss[0].recv::<u64>("bob", "still").await.expect("recv"), 4);
+    for s in ss {
+        s.close().await;
+    }
+    ca.stop().await;
+}
