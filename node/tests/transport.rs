@@ -738,3 +738,42 @@ async fn real_ca_enrolment_session_open_and_revocation() {
     }
     ca.stop().await;
 }
+
+/// A peer that goes away and comes back on its roster address: the outgoing connection is
+/// re-dialled with backoff, and a send issued while the peer is down waits for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnects_with_backoff_when_a_peer_restarts() {
+    let mut n = net().await;
+    n.s[0].send("bob", "one", &1).await.expect("send");
+    assert_eq!(n.s[1].recv::<u64>("alice", "one").await.expect("recv"), 1);
+    let bob_addr = n.s[1].local_addr();
+    let bob = n.s.remove(1);
+    bob.close().await;
+    // alice sends while bob is down; it completes once bob is back.
+    let alice = n.s.remove(0);
+    let sender = tokio::spawn(async move {
+        let r = alice.send("bob", "two", &2).await;
+        (alice, r)
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let listener = TcpListener::bind(bob_addr).await.expect("rebind");
+    let bob = Session::from_parts(
+        SessionParts {
+            key: copy_key(&n.keys[1]),
+            cert_der: n.certs[1].clone(),
+            root_der: n.pki.root_der(),
+            roster: n.roster.clone(),
+            crl: None,
+            listener,
+            source: None,
+        },
+        opts(Arc::new(SystemClock)),
+    )
+    .expect("bob again");
+    let (alice, r) = sender.await.expect("join");
+    r.expect("send waited for bob");
+    assert_eq!(bob.recv::<u64>("alice", "two").await.expect("recv"), 2);
+    // and bob can answer over his own new outgoing connection
+    bob.send("alice", "three", &3).await.expect("send");
+    assert_eq!(alice.recv::<u64>("bob", "three").await.expect("recv"), 3);
+}
