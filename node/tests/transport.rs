@@ -48,6 +48,10 @@ fn opts(clock: Arc<dyn Clock>) -> SessionOptions {
 }
 
 async fn net_with(clocks: Vec<Arc<dyn Clock>>) -> Net {
+    net_opts(clocks, |_| {}).await
+}
+
+async fn net_opts(clocks: Vec<Arc<dyn Clock>>, tweak: impl Fn(&mut SessionOptions)) -> Net {
     let now = SystemClock.now_secs();
     let pki = TestPki::new("acme", now);
     let names = ["alice", "bob", "carol"];
@@ -80,7 +84,9 @@ async fn net_with(clocks: Vec<Arc<dyn Clock>>) -> Net {
             listener: l,
             source: None,
         };
-        s.push(Session::from_parts(parts, opts(clocks[i].clone())).expect("session"));
+        let mut o = opts(clocks[i].clone());
+        tweak(&mut o);
+        s.push(Session::from_parts(parts, o).expect("session"));
     }
     Net {
         pki,
@@ -776,4 +782,45 @@ async fn reconnects_with_backoff_when_a_peer_restarts() {
     // and bob can answer over his own new outgoing connection
     bob.send("alice", "three", &3).await.expect("send");
     assert_eq!(alice.recv::<u64>("bob", "three").await.expect("recv"), 3);
+}
+
+/// Early messages are buffered per peer within a bound; beyond it they are refused (and the
+/// sender is told), without affecting other peers; reading frees room again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_message_buffer_is_bounded_per_peer() {
+    let n = net_opts(
+        (0..3)
+            .map(|_| Arc::new(SystemClock) as Arc<dyn Clock>)
+            .collect(),
+        |o| {
+            o.node.max_buffered_messages = 3;
+        },
+    )
+    .await;
+    let mut rx_b = n.s[1].node().refusals();
+    let mut rx_a = n.s[0].node().refusals();
+    for i in 0..5u64 {
+        n.s[0].send("bob", "flood", &i).await.expect("send");
+    }
+    let r = refused(
+        &mut rx_b,
+        |e| matches!(e, TransportError::BufferFull { peer } if peer == "alice"),
+    )
+    .await;
+    assert_eq!(r.peer.as_deref(), Some("alice"));
+    // alice hears about it as an error reply to her one-way message
+    refused(
+        &mut rx_a,
+        |e| matches!(e, TransportError::Remote(m) if m.contains("full")),
+    )
+    .await;
+    // carol's own bound is untouched
+    n.s[2].send("bob", "c", &9).await.expect("send");
+    assert_eq!(n.s[1].recv::<u64>("carol", "c").await.expect("recv"), 9);
+    // the first three are there, in order; then there is room again
+    for i in 0..3u64 {
+        assert_eq!(n.s[1].recv::<u64>("alice", "flood").await.expect("recv"), i);
+    }
+    n.s[0].send("bob", "flood", &7).await.expect("send");
+    assert_eq!(n.s[1].recv::<u64>("alice", "flood").await.expect("recv"), 7);
 }
