@@ -824,3 +824,64 @@ async fn early_message_buffer_is_bounded_per_peer() {
     n.s[0].send("bob", "flood", &7).await.expect("send");
     assert_eq!(n.s[1].recv::<u64>("alice", "flood").await.expect("recv"), 7);
 }
+
+/// A custom method handler with a multi-frame exchange on a dedicated connection, the way blob
+/// transfer uses the transport: request → reply, chunk frames, final request → reply.
+struct ChunkCounter;
+
+impl caucus_node::transport::Handler for ChunkCounter {
+    fn handle<'a>(
+        &'a self,
+        conn: &'a mut caucus_node::transport::Conn,
+        request: caucus::msg::Inner,
+    ) -> caucus_node::transport::HandlerFuture<'a> {
+        Box::pin(async move {
+            conn.reply(&request, json!({"ready": true})).await?;
+            let mut bytes = 0usize;
+            loop {
+                match conn.recv().await? {
+                    caucus_node::transport::Incoming::Chunk(c) => bytes += c.len(),
+                    caucus_node::transport::Incoming::Envelope(done) => {
+                        if done.meta.method != "test/done" {
+                            return Err(TransportError::BadRequest("expected test/done".into()));
+                        }
+                        return conn.reply(&done, json!({"bytes": bytes})).await;
+                    }
+                }
+            }
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_handler_with_chunk_frames_on_a_dedicated_connection() {
+    let n = net().await;
+    n.s[0].register("test/chunks", ChunkCounter);
+    let alice = n.s[1].party("alice").expect("alice").party_id;
+    let mut conn = n.s[1].node().connect(&alice).await.expect("connect");
+    assert_eq!(conn.peer().name, "alice");
+    let r = conn
+        .request("test/chunks", "blob-1", json!({"size": 3000}))
+        .await
+        .expect("start");
+    assert_eq!(r.payload, json!({"ready": true}));
+    for _ in 0..3 {
+        conn.write_chunk(&[7u8; 1000]).await.expect("chunk");
+    }
+    let r = conn
+        .request("test/done", "blob-1", Value::Null)
+        .await
+        .expect("done");
+    assert_eq!(r.payload, json!({"bytes": 3000}));
+    // Unregistered methods are still refused on the same kind of connection.
+    let e = conn
+        .request("test/none", "x", Value::Null)
+        .await
+        .expect_err("unknown");
+    assert!(
+        matches!(e, TransportError::Remote(ref m) if m.contains("unknown method")),
+        "{e}"
+    );
+    conn.close().await;
+    still_serves(&n, "after-handler").await;
+}
