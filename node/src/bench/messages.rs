@@ -239,14 +239,14 @@ async fn measure(args: &Args) -> anyhow::Result<Report> {
         Figure {
             target: Some("≤ 1 ms".into()),
             peer: Some(format!(
-                "TNO comm {TNO_P50_MS} ms (unsigned): {:.2}x faster",
+                "TNO comm {TNO_P50_MS} ms (unsigned); TNO/ours {:.2}",
                 TNO_P50_MS / p50.median
             )),
             ..p50
         },
         Figure {
             peer: Some(format!(
-                "TNO comm {TNO_P99_MS} ms (unsigned): {:.2}x faster",
+                "TNO comm {TNO_P99_MS} ms (unsigned); TNO/ours {:.2}",
                 TNO_P99_MS / p99.median
             )),
             ..p99
@@ -254,7 +254,7 @@ async fn measure(args: &Args) -> anyhow::Result<Report> {
         Figure {
             target: Some("≥ 3,000 msg/s".into()),
             peer: Some(format!(
-                "TNO comm {TNO_MSGS} msg/s (unsigned): {:.2}x",
+                "TNO comm {TNO_MSGS} msg/s (unsigned); ours/TNO {:.2}",
                 rate.median / TNO_MSGS
             )),
             ..rate
