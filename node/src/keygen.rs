@@ -361,7 +361,7 @@ pub async fn run_keygen(
         )
         .await?;
     let hellos: BTreeMap<String, Hello> =
-        recv_from_all(&session, &others, hello_id, deadline.into()).await?;
+        recv_from_all(&session, &others, hello_id, deadline).await?;
     let mut nonces: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
     nonces.insert(me.index, nonce);
     for p in &others {
@@ -405,7 +405,7 @@ pub async fn run_keygen(
             let mut seq = 0u64;
             loop {
                 let id = format!("kg/{run_hex}/{seq}");
-                let r = recv_until::<KeygenMessage>(&s, &p.name, &id, deadline.into()).await;
+                let r = recv_until::<KeygenMessage>(&s, &p.name, &id, deadline).await;
                 let stop = r.is_err();
                 if tx.send((p.index, r)).await.is_err() || stop {
                     return;
@@ -526,7 +526,7 @@ pub async fn run_keygen(
         )
         .await?;
     let dones: BTreeMap<String, Done> =
-        recv_from_all(&session, &others, &done_id, deadline.into()).await?;
+        recv_from_all(&session, &others, &done_id, deadline).await?;
     for (name, d) in &dones {
         if d.key_id != key_id {
             return Err(DriverError::Disagree {

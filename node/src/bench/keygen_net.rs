@@ -57,7 +57,7 @@ pub fn run(args: &super::keygen::Args) -> anyhow::Result<Report> {
     let n = args.parties;
     let t = args.threshold;
     ensure!(
-        n as usize <= NAMES.len() && n >= 2 * t + 1,
+        n as usize <= NAMES.len() && n > 2 * t,
         "need n >= 2t+1, n <= 7"
     );
     let exe = std::env::current_exe()?;
