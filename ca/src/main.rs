@@ -67,7 +67,8 @@ enum Command {
         dir: PathBuf,
         #[arg(long)]
         csr: PathBuf,
-        #[arg(long)]
+        /// Single-use token (base64url: it may start with '-').
+        #[arg(long, allow_hyphen_values = true)]
         token: String,
         #[arg(long)]
         out: PathBuf,

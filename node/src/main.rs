@@ -48,7 +48,8 @@ enum Command {
         /// Root fingerprint (SHA-256, hex, colons allowed), as printed by `caucus-ca init`.
         #[arg(long)]
         fingerprint: String,
-        #[arg(long)]
+        /// Single-use token (base64url: it may start with '-').
+        #[arg(long, allow_hyphen_values = true)]
         token: String,
         /// Where peers reach this node, host:port.
         #[arg(long)]
