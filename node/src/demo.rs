@@ -255,13 +255,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         args.bits
     ));
     let mut set = tokio::task::JoinSet::new();
-    for sess in &sessions {
+    for (i, sess) in sessions.iter().enumerate() {
         let sess = sess.clone();
         let opts = KeygenOptions {
             bits: args.bits,
             timeout: args.timeout,
-            progress: false,
-            label: String::new(),
+            // One progress line (the first node's view) on stderr.
+            progress: i == 0,
+            label: "   ".into(),
         };
         set.spawn(async move { run_keygen(sess, &opts).await });
     }
