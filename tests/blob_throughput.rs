@@ -112,13 +112,15 @@ fn stream_breakdown_probe() {
         let t = Instant::now();
         let mut pt = Vec::new();
         for (i, c) in cts.iter().enumerate() {
-            sk.decrypt_chunk_into(i as u64, false, c, &mut pt).expect("dec");
+            sk.decrypt_chunk_into(i as u64, false, c, &mut pt)
+                .expect("dec");
         }
         let dec_into = mb / t.elapsed().as_secs_f64();
         let t = Instant::now();
         let mut ct = Vec::new();
         for i in 0..n {
-            sk.encrypt_chunk_into(i as u64, false, &buf, &mut ct).expect("enc");
+            sk.encrypt_chunk_into(i as u64, false, &buf, &mut ct)
+                .expect("enc");
         }
         let enc_into = mb / t.elapsed().as_secs_f64();
         let t = Instant::now();

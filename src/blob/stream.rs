@@ -233,7 +233,11 @@ impl StreamKey {
         out.extend_from_slice(plaintext);
         let tag = self
             .cipher
-            .encrypt_inout_detached(&Self::nonce(index, last), &self.aad, out.as_mut_slice().into())
+            .encrypt_inout_detached(
+                &Self::nonce(index, last),
+                &self.aad,
+                out.as_mut_slice().into(),
+            )
             .map_err(|_| BlobError::Crypto)?;
         out.extend_from_slice(&tag);
         Ok(())

@@ -140,13 +140,19 @@ pub fn encode_chunk_header(id: &BlobId, index: u64) -> [u8; CHUNK_PREFIX_LEN] {
 /// Splits a chunk frame body into blob id, chunk index and ciphertext.
 pub fn parse_chunk(body: &[u8]) -> Result<(BlobId, u64, &[u8]), BlobError> {
     if body.len() < CHUNK_PREFIX_LEN {
-        return Err(BlobError::Malformed("chunk frame shorter than its prefix".into()));
+        return Err(BlobError::Malformed(
+            "chunk frame shorter than its prefix".into(),
+        ));
     }
     let mut id = [0u8; 16];
     id.copy_from_slice(&body[..16]);
     let mut idx = [0u8; 8];
     idx.copy_from_slice(&body[16..24]);
-    Ok((BlobId(id), u64::from_be_bytes(idx), &body[CHUNK_PREFIX_LEN..]))
+    Ok((
+        BlobId(id),
+        u64::from_be_bytes(idx),
+        &body[CHUNK_PREFIX_LEN..],
+    ))
 }
 
 /// The text of an error reply for a refusal: `"<code>: <message>"` (the code first, so the sender
