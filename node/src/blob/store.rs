@@ -206,8 +206,8 @@ pub enum Begin {
     AlreadyReceived(Receipt),
 }
 
-/// Byte offset of chunk `n` in the concatenated ciphertext (n ≤ chunk count).
-fn chunk_offset(h: &BlobHeader, n: u64) -> u64 {
+/// Byte offset of chunk `n` in the concatenated ciphertext (the total length for n ≥ count).
+pub fn chunk_offset(h: &BlobHeader, n: u64) -> u64 {
     let count = h.layout().count();
     if n >= count {
         h.ciphertext_len()
