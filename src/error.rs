@@ -40,6 +40,21 @@ pub enum Error {
     /// Blobs.
     #[error(transparent)]
     Blob(#[from] crate::blob::BlobError),
+    /// Paillier operations and formats.
+    #[error(transparent)]
+    Paillier(#[from] crate::paillier::PaillierError),
+    /// Distributed key generation.
+    #[error(transparent)]
+    Keygen(#[from] crate::keygen::KeygenError),
+    /// Key share loading.
+    #[error(transparent)]
+    KeyShare(#[from] crate::keygen::share::KeyShareError),
+    /// Threshold decryption.
+    #[error(transparent)]
+    Decrypt(#[from] crate::decrypt::DecryptError),
+    /// Secret sharing.
+    #[error(transparent)]
+    Sharing(#[from] crate::sharing::SharingError),
 }
 
 /// Result with the top-level [`Error`].

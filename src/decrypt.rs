@@ -1,0 +1,256 @@
+//! Threshold decryption: any quorum Q of t+1 key holders decrypts (Shoup / Damgård–Jurik with the
+//! Δ = n! trick).
+//!
+//! Party i ∈ Q publishes `c_i = c^(2Δ·s_i) mod N²` to the receivers it chooses (only they learn
+//! the plaintext). A receiver checks every partial (version, key, ciphertext, index, duplicates,
+//! range) and names the culprit of any fault, then computes
+//! `c' = ∏_{i∈Q} c_i^(2·μ_i)` with `μ_i = Δ·λ_i^Q` (integers), so `c' = c^(4Δ·Δ⁵·φ·β)`, and
+//! `m = L(c') · (4·Δ³·θ)^(−1) mod N` with `L(x) = (x − 1)/N` and `θ = Δ³·φ·β mod N` (see
+//! [`crate::keygen::share`] for the scale factors).
+//!
+//! Semi-honest model: a wrong partial from a quorum of exactly t+1 cannot be detected without
+//! proofs; when more than t+1 partials are given, the receiver cross-checks two quorums and refuses
+//! a disagreement.
+
+use num_bigint::{BigInt, BigUint, Sign};
+use num_integer::Integer;
+use num_traits::{One, Zero};
+use serde::{Deserialize, Serialize};
+
+use crate::arith;
+use crate::encoding::biguint_b64u;
+use crate::keygen::KeyShare;
+use crate::paillier::{Ciphertext, PublicKey};
+use crate::sharing;
+
+/// Current partial-decryption format version.
+pub const PARTIAL_VERSION: u16 = 1;
+
+/// Errors of threshold decryption; faults of a partial name its sender index.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DecryptError {
+    /// Fewer than t+1 valid partials.
+    #[error("need {need} partial decryptions, got {got}")]
+    NotEnough {
+        /// t+1
+        need: usize,
+        /// given
+        got: usize,
+    },
+    /// Unsupported partial version.
+    #[error("party {culprit} sent an unsupported version")]
+    UnsupportedVersion {
+        /// sender
+        culprit: u32,
+    },
+    /// Index outside 1..=n.
+    #[error("partial from unknown index {culprit}")]
+    UnknownIndex {
+        /// the claimed index
+        culprit: u32,
+    },
+    /// Two partials with one index.
+    #[error("two partials from party {culprit}")]
+    Duplicate {
+        /// sender
+        culprit: u32,
+    },
+    /// A partial for another key.
+    #[error("party {culprit} used another key")]
+    WrongKey {
+        /// sender
+        culprit: u32,
+    },
+    /// A partial for another ciphertext.
+    #[error("party {culprit} decrypted another ciphertext")]
+    WrongCiphertext {
+        /// sender
+        culprit: u32,
+    },
+    /// A partial value outside Z*_{N²}.
+    #[error("party {culprit} sent an out-of-range partial")]
+    InvalidPartial {
+        /// sender
+        culprit: u32,
+    },
+    /// The partials do not combine to a valid plaintext, or two quorums disagree.
+    #[error("partial decryptions are inconsistent")]
+    Inconsistent,
+    /// The ciphertext is not valid for this key.
+    #[error("ciphertext out of range")]
+    BadCiphertext,
+}
+
+impl DecryptError {
+    /// The party to blame, when one is known.
+    pub fn culprit(&self) -> Option<u32> {
+        match self {
+            DecryptError::UnsupportedVersion { culprit }
+            | DecryptError::UnknownIndex { culprit }
+            | DecryptError::Duplicate { culprit }
+            | DecryptError::WrongKey { culprit }
+            | DecryptError::WrongCiphertext { culprit }
+            | DecryptError::InvalidPartial { culprit } => Some(*culprit),
+            DecryptError::NotEnough { .. }
+            | DecryptError::Inconsistent
+            | DecryptError::BadCiphertext => None,
+        }
+    }
+}
+
+/// The public part of a distributed key: what a receiver needs to combine partials.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThresholdKey {
+    /// Format version.
+    pub version: u16,
+    /// Public key.
+    pub public_key: PublicKey,
+    /// Threshold t.
+    pub threshold: u32,
+    /// Parties n.
+    pub parties: u32,
+    /// θ = Δ³·φ·β mod N.
+    #[serde(with = "biguint_b64u")]
+    pub theta: BigUint,
+}
+
+impl KeyShare {
+    /// The public part of this key.
+    pub fn threshold_key(&self) -> ThresholdKey {
+        ThresholdKey {
+            version: PARTIAL_VERSION,
+            public_key: self.public().clone(),
+            threshold: self.threshold(),
+            parties: self.parties(),
+            theta: self.theta().clone(),
+        }
+    }
+}
+
+/// One party's partial decryption of one ciphertext.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartialDecryption {
+    /// Format version.
+    pub version: u16,
+    /// Key fingerprint.
+    pub key_id: String,
+    /// Hex SHA-256 of the ciphertext's big-endian bytes.
+    pub ciphertext: String,
+    /// Sender index (1..=n).
+    pub index: u32,
+    /// c^(2Δ·s_i) mod N².
+    #[serde(with = "biguint_b64u")]
+    pub value: BigUint,
+}
+
+/// Hex SHA-256 of a ciphertext value (binds partials to their ciphertext).
+pub fn ciphertext_digest(c: &Ciphertext) -> String {
+    arith::sha256_hex(&c.value().to_bytes_be())
+}
+
+fn check_ciphertext(pk: &PublicKey, c: &Ciphertext) -> Result<(), DecryptError> {
+    let v = c.value();
+    if v.is_zero() || v >= pk.n_squared() || !v.gcd(pk.n()).is_one() {
+        return Err(DecryptError::BadCiphertext);
+    }
+    Ok(())
+}
+
+/// This party's partial decryption `c^(2Δ·s_i) mod N²`.
+pub fn partial_decrypt(
+    share: &KeyShare,
+    c: &Ciphertext,
+) -> Result<PartialDecryption, DecryptError> {
+    let pk = share.public();
+    check_ciphertext(pk, c)?;
+    let d = BigInt::from_biguint(Sign::Plus, share.delta() * 2u8);
+    let mut e = d * share.secret();
+    let value =
+        arith::modpow_signed(c.value(), &e, pk.n_squared()).ok_or(DecryptError::BadCiphertext)?;
+    arith::zeroize_bigint(&mut e);
+    Ok(PartialDecryption {
+        version: PARTIAL_VERSION,
+        key_id: share.key_id(),
+        ciphertext: ciphertext_digest(c),
+        index: share.index(),
+        value,
+    })
+}
+
+/// Combines partial decryptions into the plaintext in `[0, N)`. The first t+1 partials (in the
+/// order given: the receiver chooses the quorum) decrypt; any further ones are used to cross-check.
+pub fn combine(
+    key: &ThresholdKey,
+    c: &Ciphertext,
+    partials: &[PartialDecryption],
+) -> Result<BigUint, DecryptError> {
+    let pk = &key.public_key;
+    check_ciphertext(pk, c)?;
+    let key_id = pk.key_id();
+    let digest = ciphertext_digest(c);
+    let mut seen = std::collections::BTreeSet::new();
+    for p in partials {
+        let culprit = p.index;
+        if p.version != PARTIAL_VERSION {
+            return Err(DecryptError::UnsupportedVersion { culprit });
+        }
+        if p.index == 0 || p.index > key.parties {
+            return Err(DecryptError::UnknownIndex { culprit });
+        }
+        if !seen.insert(p.index) {
+            return Err(DecryptError::Duplicate { culprit });
+        }
+        if p.key_id != key_id {
+            return Err(DecryptError::WrongKey { culprit });
+        }
+        if p.ciphertext != digest {
+            return Err(DecryptError::WrongCiphertext { culprit });
+        }
+        if p.value.is_zero() || &p.value >= pk.n_squared() || !p.value.gcd(pk.n()).is_one() {
+            return Err(DecryptError::InvalidPartial { culprit });
+        }
+    }
+    let need = key.threshold as usize + 1;
+    if partials.len() < need {
+        return Err(DecryptError::NotEnough {
+            need,
+            got: partials.len(),
+        });
+    }
+    let m = combine_quorum(key, &partials[..need])?;
+    if partials.len() > need {
+        let other = combine_quorum(key, &partials[partials.len() - need..])?;
+        if other != m {
+            return Err(DecryptError::Inconsistent);
+        }
+    }
+    Ok(m)
+}
+
+fn combine_quorum(
+    key: &ThresholdKey,
+    quorum: &[PartialDecryption],
+) -> Result<BigUint, DecryptError> {
+    let pk = &key.public_key;
+    let (n, n2) = (pk.n(), pk.n_squared());
+    let xs: Vec<u32> = quorum.iter().map(|p| p.index).collect();
+    let mu = sharing::lagrange_int(&xs, key.parties).map_err(|_| DecryptError::Inconsistent)?;
+    let mut acc = BigUint::one();
+    for (p, m) in quorum.iter().zip(mu) {
+        let e = m * 2;
+        let term = arith::modpow_signed(&p.value, &e, n2)
+            .ok_or(DecryptError::InvalidPartial { culprit: p.index })?;
+        acc = (acc * term) % n2;
+    }
+    let (l, r) = (acc - 1u8).div_rem(n);
+    if !r.is_zero() {
+        return Err(DecryptError::Inconsistent);
+    }
+    let delta = sharing::delta(key.parties);
+    let factor = (delta.pow(3) * 4u8 * &key.theta) % n;
+    let inv = factor.modinv(n).ok_or(DecryptError::Inconsistent)?;
+    Ok((l * inv) % n)
+}

@@ -1,0 +1,248 @@
+//! Phase 4: the Boneh–Franklin biprimality test, with bases derived from public data so that no
+//! round is spent agreeing on them.
+//!
+//! Jacobi test (BF §3): for g ∈ Z*_N with (g/N) = 1, party 1 publishes
+//! `v_1 = g^((N − p_1 − q_1 + 1)/4)` and party i > 1 publishes `v_i = g^((p_i + q_i)/4)`; the test
+//! passes when `v_1 ≡ ±∏_{i>1} v_i (mod N)`, i.e. `g^(φ/4) = ±1` for φ = N − p − q + 1.
+//!
+//! Twisted-group test (BF, the step that rules out N = p^a·q^b, which TNO skips): in
+//! T = (Z_N[x]/(x² + 1))* / Z_N*, of order (p + 1)(q + 1) when N = pq with p ≡ q ≡ 3 (mod 4), every
+//! u satisfies `u^(N + 1 + p + q) = 1`. Party 1 publishes `u^(N + 1 + p_1 + q_1)`, party i > 1
+//! publishes `u^(p_i + q_i)`; the test passes when the product is a scalar (its x-coefficient is 0).
+
+use num_bigint::BigUint;
+use num_integer::Integer;
+use num_traits::{One, Zero};
+
+use crate::arith;
+
+/// The Jacobi-test base number `idx` for candidate N: hash of (run, N, idx, counter) reduced mod
+/// N, the first with Jacobi symbol 1.
+pub fn jacobi_base(run: &[u8], n: &BigUint, idx: u32) -> BigUint {
+    let nb = n.to_bytes_be();
+    // Half of Z*_N has symbol 1 unless N is a square; the bound only guards against adversarial N.
+    for ctr in 0u32..1024 {
+        let h = arith::hash_to_biguint(
+            b"caucus keygen bf jacobi",
+            &[run, &nb, &idx.to_be_bytes(), &ctr.to_be_bytes()],
+            n.bits() + 64,
+        ) % n;
+        if h.bits() > 1 && arith::jacobi(&h, n) == 1 {
+            return h;
+        }
+    }
+    BigUint::one()
+}
+
+/// Jacobi symbol (a / m) for small odd m (u64 arithmetic).
+pub fn jacobi_u64(mut a: u64, mut m: u64) -> i8 {
+    a %= m;
+    let mut r = 1i8;
+    while a != 0 {
+        let tz = a.trailing_zeros();
+        a >>= tz;
+        if tz % 2 == 1 && (m % 8 == 3 || m % 8 == 5) {
+            r = -r;
+        }
+        if a % 4 == 3 && m % 4 == 3 {
+            r = -r;
+        }
+        std::mem::swap(&mut a, &mut m);
+        a %= m;
+    }
+    if m == 1 { r } else { 0 }
+}
+
+/// A small first-round base (below 2^62) with Jacobi symbol 1, derived from a hash of (run, N):
+/// its Jacobi symbol costs one `N mod g` instead of a big-integer Jacobi computation. The first
+/// round only filters candidates; the remaining rounds use full-size bases ([`jacobi_base`]).
+pub fn small_jacobi_base(run: &[u8], n: &BigUint) -> BigUint {
+    use num_traits::ToPrimitive;
+    let nb = n.to_bytes_be();
+    for ctr in 0u32..1024 {
+        let h = arith::hash_to_biguint(
+            b"caucus keygen bf small",
+            &[run, &nb, &ctr.to_be_bytes()],
+            62,
+        );
+        let g = h.to_u64().unwrap_or(3) | 1;
+        if g < 3 {
+            continue;
+        }
+        let n_mod_g = (n % g).to_u64().unwrap_or(0);
+        // Reciprocity for odd positive g and N: (g/N) = (N/g)·(−1)^((g−1)/2·(N−1)/2), N ≡ 1 mod 4.
+        let mut j = jacobi_u64(n_mod_g, g);
+        let n_mod4 = n.iter_u32_digits().next().unwrap_or(0) & 3;
+        if g % 4 == 3 && n_mod4 == 3 {
+            j = -j;
+        }
+        if j == 1 {
+            return BigUint::from(g);
+        }
+    }
+    BigUint::from(3u8)
+}
+
+/// The twisted-group base number `idx`: (a, b) with b ≠ 0, from a hash of (run, N, idx, counter).
+pub fn twisted_base(run: &[u8], n: &BigUint, idx: u32) -> (BigUint, BigUint) {
+    let nb = n.to_bytes_be();
+    for ctr in 0u32..1024 {
+        let h = |tag: &[u8]| {
+            arith::hash_to_biguint(
+                b"caucus keygen bf twisted",
+                &[run, &nb, &idx.to_be_bytes(), &ctr.to_be_bytes(), tag],
+                n.bits() + 64,
+            ) % n
+        };
+        let (a, b) = (h(b"a"), h(b"b"));
+        if !b.is_zero() {
+            return (a, b);
+        }
+    }
+    (BigUint::zero(), BigUint::one())
+}
+
+/// (a + bx)(c + dx) mod (N, x² + 1).
+pub fn twisted_mul(
+    x: &(BigUint, BigUint),
+    y: &(BigUint, BigUint),
+    n: &BigUint,
+) -> (BigUint, BigUint) {
+    let ac = &x.0 * &y.0;
+    let bd = &x.1 * &y.1;
+    let re = (ac % n + n - bd % n) % n;
+    let im = (&x.0 * &y.1 + &x.1 * &y.0) % n;
+    (re, im)
+}
+
+/// u^e in Z_N[x]/(x² + 1) (left-to-right square and multiply).
+pub fn twisted_pow(u: &(BigUint, BigUint), e: &BigUint, n: &BigUint) -> (BigUint, BigUint) {
+    let mut acc = (BigUint::one(), BigUint::zero());
+    for i in (0..e.bits()).rev() {
+        // (a + bx)² = (a + b)(a − b) + 2ab·x
+        let (a, b) = &acc;
+        let re = ((a + b) * (a + n - b)) % n;
+        let im = (a * b * 2u8) % n;
+        acc = (re, im);
+        if e.bit(i) {
+            acc = twisted_mul(&acc, u, n);
+        }
+    }
+    acc
+}
+
+/// Whether the combined Jacobi-test values pass: `v_1 ≡ ±∏_{i>1} v_i`.
+pub fn jacobi_check(values: &[&BigUint], n: &BigUint) -> bool {
+    let Some((v1, rest)) = values.split_first() else {
+        return false;
+    };
+    let prod = rest.iter().fold(BigUint::one(), |acc, v| (acc * *v) % n);
+    **v1 == prod || (*v1 + &prod) == *n
+}
+
+/// Whether the combined twisted-group values pass: the product is a unit scalar.
+pub fn twisted_check(values: &[(BigUint, BigUint)], n: &BigUint) -> bool {
+    let mut acc = (BigUint::one(), BigUint::zero());
+    for v in values {
+        acc = twisted_mul(&acc, v, n);
+    }
+    acc.1.is_zero() && !acc.0.is_zero() && acc.0.gcd(n).is_one()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha20Rng;
+
+    /// Both tests on a plain (non-distributed) split p = p1 + p2, q = q1 + q2.
+    fn run_tests(p: &BigUint, q: &BigUint) -> (bool, bool) {
+        let n = p * q;
+        let four = BigUint::from(4u8);
+        // Party 1 holds p1 ≡ q1 ≡ 3 mod 4 and party 2 multiples of 4.
+        let p2 = (p >> 3u32) << 2u32;
+        let q2 = (q >> 3u32) << 2u32;
+        let (p1, q1) = (p - &p2, q - &q2);
+        let mut jac = true;
+        for idx in 0..20 {
+            let g = jacobi_base(b"run", &n, idx);
+            let v1 = g.modpow(&((&n + 1u8 - &p1 - &q1) / &four), &n);
+            let v2 = g.modpow(&((&p2 + &q2) / &four), &n);
+            jac &= jacobi_check(&[&v1, &v2], &n);
+        }
+        let mut tw = true;
+        for idx in 0..4 {
+            let u = twisted_base(b"run", &n, idx);
+            let t1 = twisted_pow(&u, &(&n + 1u8 + &p1 + &q1), &n);
+            let t2 = twisted_pow(&u, &(&p2 + &q2), &n);
+            tw &= twisted_check(&[t1, t2], &n);
+        }
+        (jac, tw)
+    }
+
+    fn prime_3mod4(bits: u64, rng: &mut ChaCha20Rng) -> BigUint {
+        loop {
+            let p = arith::random_prime(bits, rng);
+            if (&p % 4u8) == BigUint::from(3u8) {
+                return p;
+            }
+        }
+    }
+
+    #[test]
+    fn biprimes_pass_and_others_fail() {
+        let mut rng = ChaCha20Rng::seed_from_u64(21);
+        for _ in 0..3 {
+            let p = prime_3mod4(128, &mut rng);
+            let q = prime_3mod4(128, &mut rng);
+            assert_eq!(run_tests(&p, &q), (true, true));
+        }
+        // A composite "p" (product of two primes ≡ 3 mod 4 gives 1 mod 4; use three factors).
+        let a = prime_3mod4(40, &mut rng);
+        let b = prime_3mod4(40, &mut rng);
+        let c = prime_3mod4(40, &mut rng);
+        let q = prime_3mod4(120, &mut rng);
+        assert!(!run_tests(&(&a * &b * &c), &q).0);
+    }
+
+    #[test]
+    fn twisted_test_rules_out_prime_powers() {
+        // N = p²·q passes neither test, and the twisted test alone catches p^a with the right
+        // split: p' = p² (≡ 1 mod 4, so use p³ ≡ 3 mod 4 as the "prime" share).
+        let mut rng = ChaCha20Rng::seed_from_u64(22);
+        let p = prime_3mod4(64, &mut rng);
+        let q = prime_3mod4(190, &mut rng);
+        let p3 = &p * &p * &p;
+        assert!(!run_tests(&p3, &q).1);
+    }
+
+    #[test]
+    fn small_bases_have_jacobi_one() {
+        let mut rng = ChaCha20Rng::seed_from_u64(23);
+        for _ in 0..20 {
+            let n = arith::random_prime(100, &mut rng) * arith::random_prime(100, &mut rng);
+            let g = small_jacobi_base(b"r", &n);
+            assert_eq!(arith::jacobi(&g, &n), 1);
+        }
+        for m in [3u64, 5, 7, 9, 15, 21, 1_000_003] {
+            for a in 0u64..50 {
+                assert_eq!(
+                    jacobi_u64(a, m),
+                    arith::jacobi(&BigUint::from(a), &BigUint::from(m)),
+                    "{a}/{m}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn twisted_pow_matches_repeated_multiplication() {
+        let n = BigUint::from(1_000_003u32 * 7u32);
+        let u = (BigUint::from(12345u32), BigUint::from(678u32));
+        let mut acc = (BigUint::one(), BigUint::zero());
+        for e in 0u32..50 {
+            assert_eq!(twisted_pow(&u, &BigUint::from(e), &n), acc);
+            acc = twisted_mul(&acc, &u, &n);
+        }
+    }
+}
