@@ -35,7 +35,7 @@ impl FrameKind {
 }
 
 /// Framing errors. Any of them ends the connection.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FrameError {
     /// The announced body length exceeds the maximum.

@@ -19,7 +19,7 @@ use zeroize::Zeroizing;
 use super::identity::PartyId;
 
 /// Errors from key handling.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum KeyError {
     /// The requested RSA modulus size is not one of 2048, 3072, 4096.

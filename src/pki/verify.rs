@@ -13,7 +13,7 @@ use super::identity::{PartyId, SpiffeId};
 use super::keys::PublicKey;
 
 /// Errors verifying a certificate chain or a fingerprint.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum VerifyError {
     /// The certificate is not valid DER X.509.

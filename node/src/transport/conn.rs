@@ -1,0 +1,339 @@
+//! A framed, authenticated connection to one peer.
+//!
+//! [`FrameReader`] reads the 5-byte header, checks the announced size against the maximum *before*
+//! allocating, then reads exactly the body; a clean end of stream between frames is `Ok(None)`.
+//! Reads can be bounded by a timeout, so a peer that connects and sends nothing is dropped.
+//! [`FrameWriter`] writes each frame with one `write_all` and flushes.
+//!
+//! [`Conn`] pairs the two halves of a TLS stream with the authenticated [`PeerInfo`] and the
+//! node's signing context: [`Conn::send`] seals a signed envelope addressed to the peer,
+//! [`Conn::recv`] opens the peer's envelopes (all DESIGN.md checks, replay cache included), and
+//! [`Conn::request`] / [`Conn::reply`] implement request/response on one connection. Blob chunks
+//! (kind 3) go through [`Conn::write_chunk`] and come back as [`Incoming::Chunk`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use caucus::msg::frame::{self, Frame, FrameKind, HEADER_LEN};
+use caucus::msg::{Inner, Meta};
+use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::net::TcpStream;
+
+use super::node::Core;
+use super::trust::PeerInfo;
+use super::{METHOD_ERROR, METHOD_REPLY, TransportError};
+
+/// The TLS stream of a node ↔ node connection (either side).
+pub type TlsConn = tokio_rustls::TlsStream<TcpStream>;
+
+/// Reads frames with a maximum size, checked before allocating.
+#[derive(Debug)]
+pub struct FrameReader<R> {
+    io: R,
+    max: usize,
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    /// A reader refusing bodies over `max` bytes.
+    pub fn new(io: R, max: usize) -> Self {
+        Self { io, max }
+    }
+
+    /// Reads one frame. `Ok(None)` on a clean end of stream before a frame starts. With `idle`,
+    /// waiting for the frame to start and reading its body are each bounded by it.
+    pub async fn read_frame(
+        &mut self,
+        idle: Option<Duration>,
+    ) -> Result<Option<Frame>, TransportError> {
+        let mut header = [0u8; HEADER_LEN];
+        let first = match idle {
+            Some(d) => tokio::time::timeout(d, self.io.read(&mut header))
+                .await
+                .map_err(|_| TransportError::Timeout("waiting for a frame"))??,
+            None => self.io.read(&mut header).await?,
+        };
+        if first == 0 {
+            return Ok(None);
+        }
+        let body_read = async {
+            self.io.read_exact(&mut header[first..]).await?;
+            let (kind, len) = frame::parse_header(&header, self.max)?;
+            let mut body = vec![0u8; len];
+            self.io.read_exact(&mut body).await?;
+            Ok::<_, TransportError>(Frame { kind, body })
+        };
+        let f = match idle {
+            Some(d) => tokio::time::timeout(d, body_read)
+                .await
+                .map_err(|_| TransportError::Timeout("reading a frame"))??,
+            None => body_read.await?,
+        };
+        Ok(Some(f))
+    }
+}
+
+/// Writes frames.
+#[derive(Debug)]
+pub struct FrameWriter<W> {
+    io: W,
+    max: usize,
+}
+
+impl<W: AsyncWrite + Unpin> FrameWriter<W> {
+    /// A writer refusing bodies over `max` bytes.
+    pub fn new(io: W, max: usize) -> Self {
+        Self { io, max }
+    }
+
+    /// Writes one frame (header and body in one write) and flushes.
+    pub async fn write_frame(
+        &mut self,
+        kind: FrameKind,
+        body: &[u8],
+    ) -> Result<(), TransportError> {
+        let bytes = frame::encode(kind, body, self.max)?;
+        self.write_raw(&bytes).await
+    }
+
+    /// Writes already-encoded bytes and flushes (tests use it to send malformed frames).
+    pub async fn write_raw(&mut self, bytes: &[u8]) -> Result<(), TransportError> {
+        self.io.write_all(bytes).await?;
+        self.io.flush().await?;
+        Ok(())
+    }
+
+    /// Closes the write direction (TLS close_notify).
+    pub async fn shutdown(&mut self) {
+        let _ = self.io.shutdown().await;
+    }
+}
+
+/// What [`Conn::recv`] got.
+#[derive(Debug)]
+pub enum Incoming {
+    /// A signed envelope that passed every check.
+    Envelope(Box<Inner>),
+    /// A blob chunk frame body (kind 3), unauthenticated at this layer: blob chunks are AEAD
+    /// sealed under a key announced in a signed envelope.
+    Chunk(Vec<u8>),
+}
+
+/// An authenticated, framed connection to one peer. Exclusive: handlers get `&mut Conn` for the
+/// duration of their exchange.
+pub struct Conn {
+    pub(crate) reader: FrameReader<ReadHalf<TlsConn>>,
+    pub(crate) writer: FrameWriter<WriteHalf<TlsConn>>,
+    pub(crate) peer: PeerInfo,
+    pub(crate) core: Arc<Core>,
+    pub(crate) idle: Option<Duration>,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("peer", &self.peer.name)
+            .finish()
+    }
+}
+
+impl Conn {
+    pub(crate) fn new(
+        stream: TlsConn,
+        peer: PeerInfo,
+        core: Arc<Core>,
+        idle: Option<Duration>,
+    ) -> Self {
+        let max = core.opts.max_frame;
+        let (r, w) = tokio::io::split(stream);
+        Self {
+            reader: FrameReader::new(r, max),
+            writer: FrameWriter::new(w, max),
+            peer,
+            core,
+            idle,
+        }
+    }
+
+    /// The authenticated peer.
+    pub fn peer(&self) -> &PeerInfo {
+        &self.peer
+    }
+
+    /// Sets the read timeout (`None`: wait forever).
+    pub fn set_idle_timeout(&mut self, idle: Option<Duration>) {
+        self.idle = idle;
+    }
+
+    /// Reads the next frame, raw (no envelope check).
+    pub async fn recv_frame(&mut self) -> Result<Option<Frame>, TransportError> {
+        self.reader.read_frame(self.idle).await
+    }
+
+    /// Reads the next envelope or chunk; envelopes are opened (every DESIGN.md check).
+    /// Unsigned frames are refused. `Err(Closed)` at end of stream.
+    pub async fn recv(&mut self) -> Result<Incoming, TransportError> {
+        let f = self.recv_frame().await?.ok_or(TransportError::Closed)?;
+        match f.kind {
+            FrameKind::Envelope => Ok(Incoming::Envelope(Box::new(
+                self.core.open(&self.peer, &f.body)?,
+            ))),
+            FrameKind::BlobChunk => Ok(Incoming::Chunk(f.body)),
+            FrameKind::Plain => Err(TransportError::UnexpectedFrame("unsigned")),
+        }
+    }
+
+    /// Reads the next frame and requires a signed envelope.
+    pub async fn recv_envelope(&mut self) -> Result<Inner, TransportError> {
+        match self.recv().await? {
+            Incoming::Envelope(i) => Ok(*i),
+            Incoming::Chunk(_) => Err(TransportError::UnexpectedFrame("blob chunk")),
+        }
+    }
+
+    /// Seals and sends a signed envelope to the peer; returns its nonce.
+    pub async fn send(
+        &mut self,
+        method: &str,
+        message_id: &str,
+        payload: Value,
+    ) -> Result<[u8; 16], TransportError> {
+        self.send_with(method, message_id, Value::Null, Value::Null, payload)
+            .await
+    }
+
+    /// Like [`Conn::send`] with `meta.args` and `meta.extra`.
+    pub async fn send_with(
+        &mut self,
+        method: &str,
+        message_id: &str,
+        args: Value,
+        extra: Value,
+        payload: Value,
+    ) -> Result<[u8; 16], TransportError> {
+        let meta = self
+            .core
+            .meta(method, message_id, Some(self.peer.party_id))
+            .with_args(args)
+            .with_extra(extra);
+        let nonce = meta.nonce;
+        let bytes = self.core.seal(meta, payload)?;
+        self.writer.write_frame(FrameKind::Envelope, &bytes).await?;
+        Ok(nonce)
+    }
+
+    /// Sends a request and waits for its reply on this connection (up to the idle timeout). An
+    /// error reply becomes [`TransportError::Remote`].
+    pub async fn request(
+        &mut self,
+        method: &str,
+        message_id: &str,
+        payload: Value,
+    ) -> Result<Inner, TransportError> {
+        let nonce = self.send(method, message_id, payload).await?;
+        let inner = self.recv_envelope().await?;
+        reply_result(inner, &nonce)
+    }
+
+    /// Answers `to` with a reply carrying `payload`.
+    pub async fn reply(&mut self, to: &Inner, payload: Value) -> Result<(), TransportError> {
+        let extra = reply_extra(&to.meta.nonce);
+        self.send_with(
+            METHOD_REPLY,
+            &to.meta.message_id,
+            Value::Null,
+            extra,
+            payload,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Answers `to` with an error reply.
+    pub async fn reply_error(&mut self, to: &Inner, error: &str) -> Result<(), TransportError> {
+        let extra = reply_extra(&to.meta.nonce);
+        let payload = serde_json::json!({ "error": error });
+        self.send_with(
+            METHOD_ERROR,
+            &to.meta.message_id,
+            Value::Null,
+            extra,
+            payload,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Sends a blob chunk frame (kind 3).
+    pub async fn write_chunk(&mut self, body: &[u8]) -> Result<(), TransportError> {
+        self.writer.write_frame(FrameKind::BlobChunk, body).await
+    }
+
+    /// Writes raw bytes (no framing). For tests of malformed input only.
+    pub async fn write_raw(&mut self, bytes: &[u8]) -> Result<(), TransportError> {
+        self.writer.write_raw(bytes).await
+    }
+
+    /// Closes the connection (TLS close_notify).
+    pub async fn close(mut self) {
+        self.writer.shutdown().await;
+    }
+}
+
+/// `meta.extra` of a reply to the request with `nonce`.
+pub fn reply_extra(nonce: &[u8; 16]) -> Value {
+    serde_json::json!({ "re": caucus::encoding::b64u(nonce) })
+}
+
+/// The request nonce a reply answers, if it is a reply.
+pub fn reply_to(inner: &Inner) -> Option<[u8; 16]> {
+    if inner.meta.method != METHOD_REPLY && inner.meta.method != METHOD_ERROR {
+        return None;
+    }
+    let re = inner.meta.extra.get("re")?.as_str()?;
+    let bytes = caucus::encoding::b64u_decode(re, 16).ok()?;
+    bytes.try_into().ok()
+}
+
+/// Turns a reply to `nonce` into the result of the request.
+pub fn reply_result(inner: Inner, nonce: &[u8; 16]) -> Result<Inner, TransportError> {
+    if reply_to(&inner).as_ref() != Some(nonce) {
+        return Err(TransportError::BadRequest(
+            "expected the reply to our request".into(),
+        ));
+    }
+    if inner.meta.method == METHOD_ERROR {
+        return Err(TransportError::Remote(error_text(&inner)));
+    }
+    Ok(inner)
+}
+
+/// The text of an error reply (bounded).
+pub fn error_text(inner: &Inner) -> String {
+    let s = inner
+        .payload
+        .get("error")
+        .and_then(Value::as_str)
+        .unwrap_or("unspecified error");
+    s.chars().take(200).collect()
+}
+
+/// Builds metadata: exposed so tests can forge envelopes with odd fields.
+pub fn meta_for(
+    method: &str,
+    session: &str,
+    message_id: &str,
+    sender: caucus::pki::PartyId,
+    to: Option<caucus::pki::PartyId>,
+    now_ms: i64,
+) -> Meta {
+    Meta::new(
+        method,
+        session,
+        message_id,
+        sender,
+        to,
+        now_ms,
+        &mut rand::rng(),
+    )
+}
