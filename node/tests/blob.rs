@@ -175,17 +175,12 @@ async fn round_trips_to_one_and_three_recipients() {
         assert_eq!(n.fetch(1, &out.header.blob_id), data, "{len} to bob");
         // Three recipients, one encryption.
         let out = n.outgoing(&data, &[1, 2, 3], 100 + k as u64);
-        for i in 1..4 {
+        for (i, name) in NAMES.iter().enumerate().skip(1) {
             let r = send_to(n.s[0].node(), &n.party(i), &out, &SendOptions::default(), 1)
                 .await
                 .expect("send");
             assert!(r.receipt.matches(&out.header));
-            assert_eq!(
-                n.fetch(i, &out.header.blob_id),
-                data,
-                "{len} to {}",
-                NAMES[i]
-            );
+            assert_eq!(n.fetch(i, &out.header.blob_id), data, "{len} to {name}");
         }
     }
     for (i, want) in [(1, 10), (2, 5), (3, 5)] {

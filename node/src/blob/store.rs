@@ -385,7 +385,7 @@ impl BlobStore {
             .into_iter()
             .map(|(_, e)| e)
             .collect();
-        v.sort_by(|a, b| (a.received_ms, a.header.blob_id).cmp(&(b.received_ms, b.header.blob_id)));
+        v.sort_by_key(|e| (e.received_ms, e.header.blob_id));
         Ok(v)
     }
 
