@@ -391,3 +391,78 @@ async fn limits_are_refused_before_any_chunk() {
     assert!(n.stores[1].partials().expect("p").is_empty());
     assert_eq!(n.stores[1].list().expect("list").len(), 1);
 }
+
+/// In-process throughput probe (prints only; the real benchmark is `caucus bench blob`).
+/// `cargo test -p caucus-node --release --test blob -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "prints a throughput figure"]
+async fn throughput_probe_in_process() {
+    let sync: u64 = std::env::var("SYNC_EVERY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(caucus_node::blob::store::DEFAULT_SYNC_EVERY);
+    let n = net(StoreConfig {
+        sync_every_bytes: sync,
+        ..StoreConfig::default()
+    })
+    .await;
+    let size = 256usize << 20;
+    let data = content(size, 1);
+    let out = n.outgoing(&data, &[1], 1);
+    drop(data);
+    let t = std::time::Instant::now();
+    let r = send_to(n.s[0].node(), &n.party(1), &out, &SendOptions::default(), 1)
+        .await
+        .expect("send");
+    let s = t.elapsed().as_secs_f64();
+    println!(
+        "blob {} MB in {s:.2} s: {:.0} MB/s; raw tls {:.0} MB/s",
+        r.bytes_sent / 1_000_000,
+        r.bytes_sent as f64 / 1e6 / s,
+        tokio::task::spawn_blocking(move || caucus_node::blob::rawtls::raw_tls_mb_per_s(
+            size as u64
+        ))
+        .await
+        .expect("join")
+        .expect("raw")
+    );
+}
+
+/// Transport-only probe: the same chunk frames with no blob work on either side.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "prints a throughput figure"]
+async fn throughput_probe_frames_only() {
+    use caucus_node::transport::{Conn, HandlerFuture, Incoming};
+    let n = net(StoreConfig::default()).await;
+    fn sink<'a>(conn: &'a mut Conn, req: caucus::msg::Inner) -> HandlerFuture<'a> {
+        Box::pin(async move {
+            conn.reply(&req, Value::Null).await?;
+            let mut bytes = 0u64;
+            loop {
+                match conn.recv().await? {
+                    Incoming::Chunk(b) => bytes += b.len() as u64,
+                    Incoming::Envelope(e) => {
+                        return conn.reply(&e, serde_json::json!({ "bytes": bytes })).await;
+                    }
+                }
+            }
+        })
+    }
+    n.s[1].node().register("bench/sink", sink);
+    let mut conn = n.s[0].node().connect(&n.party(1)).await.expect("connect");
+    let body = vec![7u8; (64 << 10) + 40];
+    let t = std::time::Instant::now();
+    conn.request("bench/sink", "x", Value::Null)
+        .await
+        .expect("req");
+    for _ in 0..4096 {
+        conn.write_chunk(&body).await.expect("write");
+    }
+    let r = conn
+        .request("bench/sink", "y", Value::Null)
+        .await
+        .expect("end");
+    let s = t.elapsed().as_secs_f64();
+    let bytes = r.payload["bytes"].as_u64().expect("bytes");
+    println!("frames only: {:.0} MB/s", bytes as f64 / 1e6 / s);
+}
