@@ -531,6 +531,7 @@ impl BlobStore {
             next: 0,
             hasher: digest::Context::new(&digest::SHA256),
             unsynced: 0,
+            syncing: None,
             pt: Zeroizing::new(Vec::new()),
             finished: false,
         };
@@ -764,6 +765,8 @@ pub struct Incoming {
     next: u64,
     hasher: digest::Context,
     unsynced: u64,
+    /// A background fsync and the chunk count it makes durable.
+    syncing: Option<(u64, std::thread::JoinHandle<io::Result<()>>)>,
     pt: Zeroizing<Vec<u8>>,
     finished: bool,
 }
@@ -841,9 +844,50 @@ impl Incoming {
         self.next += 1;
         self.unsynced += ciphertext.len() as u64;
         if self.unsynced >= self.store.cfg.sync_every_bytes {
-            self.checkpoint(now_ms())?;
+            self.background_checkpoint()?;
         }
         Ok(())
+    }
+
+    /// Starts an fsync of what was written so far on a helper thread, so the disk flushes while
+    /// chunks keep arriving; its chunk count is recorded in the index once it completed (at the
+    /// next checkpoint). While one is still running no other starts.
+    fn background_checkpoint(&mut self) -> Result<(), StoreError> {
+        if self.syncing.as_ref().is_some_and(|(_, h)| !h.is_finished()) {
+            return Ok(());
+        }
+        self.collect_sync()?;
+        let f = self.file.try_clone().map_err(io_at(&self.path))?;
+        self.unsynced = 0;
+        let covered = self.next;
+        self.syncing = Some((covered, std::thread::spawn(move || f.sync_data())));
+        Ok(())
+    }
+
+    /// Waits for the background fsync, if any, and records its chunk count.
+    fn collect_sync(&mut self) -> Result<(), StoreError> {
+        if let Some((covered, h)) = self.syncing.take() {
+            h.join()
+                .map_err(|_| StoreError::Io {
+                    path: self.path.clone(),
+                    message: "fsync thread panicked".into(),
+                })?
+                .map_err(io_at(&self.path))?;
+            self.record(covered, now_ms())?;
+        }
+        Ok(())
+    }
+
+    fn record(&self, durable_chunks: u64, now: i64) -> Result<(), StoreError> {
+        self.store.put_partial(
+            &self.header.blob_id,
+            &PartialEntry {
+                header: self.header.clone(),
+                sender_name: self.sender_name.clone(),
+                durable_chunks,
+                updated_ms: now,
+            },
+        )
     }
 
     /// Checks a chunk frame body (blob id, index, ciphertext) and appends it.
@@ -857,17 +901,10 @@ impl Incoming {
 
     /// Makes the chunks so far durable: fsync, then record the count in the index.
     pub fn checkpoint(&mut self, now: i64) -> Result<(), StoreError> {
+        self.collect_sync()?;
         self.file.sync_data().map_err(io_at(&self.path))?;
         self.unsynced = 0;
-        self.store.put_partial(
-            &self.header.blob_id,
-            &PartialEntry {
-                header: self.header.clone(),
-                sender_name: self.sender_name.clone(),
-                durable_chunks: self.next,
-                updated_ms: now,
-            },
-        )
+        self.record(self.next, now)
     }
 
     /// The end of the stream: checks every chunk arrived and the SHA-256, then makes the blob
@@ -890,6 +927,14 @@ impl Incoming {
         let ctx = std::mem::replace(&mut self.hasher, digest::Context::new(&digest::SHA256));
         if ctx.finish().as_ref() != self.header.sha256 {
             return Err(BlobError::DigestMismatch.into());
+        }
+        if let Some((_, h)) = self.syncing.take() {
+            h.join()
+                .map_err(|_| StoreError::Io {
+                    path: self.path.clone(),
+                    message: "fsync thread panicked".into(),
+                })?
+                .map_err(io_at(&self.path))?;
         }
         self.file.sync_all().map_err(io_at(&self.path))?;
         let id = self.header.blob_id;
@@ -1097,7 +1142,10 @@ mod tests {
         for (i, c) in chunks.iter().enumerate().take(5) {
             inc.push_chunk(i as u64, c).expect("chunk");
         }
-        // Dropped without suspend (a crash): the last checkpoint (3 chunks) stands.
+        // The fsync started after chunk 3 is recorded at the next checkpoint (after chunk 6).
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        inc.push_chunk(5, &chunks[5]).expect("chunk");
+        // Dropped without suspend (a crash): the last recorded checkpoint (3 chunks) stands.
         drop(inc);
         assert!(fx.receiver.list().expect("list").is_empty());
         assert_eq!(
@@ -1142,7 +1190,7 @@ mod tests {
         for i in 0..4 {
             inc.push_chunk(i, &chunks[i as usize]).expect("chunk");
         }
-        drop(inc);
+        assert_eq!(inc.suspend(NOW).expect("suspend"), 4);
         let p = fx
             .rdir
             .join(format!("blobs/partial/{}.enc", out.header.blob_id));

@@ -9,7 +9,7 @@
 //! stops the sender too.
 
 use std::fs::File;
-use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -304,7 +304,8 @@ fn read_chunks(
             message: "outbox file has the wrong length".into(),
         });
     }
-    let mut r = BufReader::with_capacity(1 << 20, f);
+    // Chunk-sized reads straight into each frame body (no intermediate buffer).
+    let mut r = f;
     r.seek(SeekFrom::Start(super::store::chunk_offset(h, from)))
         .map_err(io)?;
     let layout = h.layout();
