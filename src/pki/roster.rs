@@ -83,7 +83,7 @@ pub struct RosterEntry {
     /// The member certificate, DER (base64url on the wire).
     #[serde(with = "crate::encoding::bytes_b64u")]
     pub cert_der: Vec<u8>,
-    /// Where peers reach this party (`host:port`).
+    /// Where peers reach this party (`host:port`); empty if it enrolled offline and advertised none.
     pub address: String,
 }
 
@@ -213,7 +213,8 @@ impl SignedRoster {
             if !seen.insert(m.index) {
                 return Err(bad("listed twice"));
             }
-            if m.address.is_empty() || m.address.len() > MAX_ADDRESS_LEN {
+            // An empty address means the party enrolled offline (`sign-csr`) and advertised none.
+            if m.address.len() > MAX_ADDRESS_LEN || m.address.chars().any(char::is_control) {
                 return Err(bad("bad address"));
             }
             let v = verify_chain(&m.cert_der, root_der, now).map_err(|source| {
@@ -355,10 +356,14 @@ mod tests {
         r.version = 2;
         assert_eq!(sign_verify(&r), Err(RosterError::Version(2)));
         let mut r = roster();
-        r.members[0].address.clear();
+        r.members[0].address = "h".repeat(MAX_ADDRESS_LEN + 1);
         assert!(matches!(
             sign_verify(&r),
             Err(RosterError::BadMember { .. })
         ));
+        // No address (offline enrolment) is allowed.
+        let mut r = roster();
+        r.members[0].address.clear();
+        assert!(sign_verify(&r).is_ok());
     }
 }

@@ -2,6 +2,7 @@
 //! machine, the parameters, min / median / max per figure, the target and the peer's figure from
 //! TARGETS.md with the ratio.
 
+pub mod enroll;
 pub mod keygen;
 pub mod paillier;
 
@@ -138,6 +139,8 @@ pub enum BenchCommand {
     Keygen(keygen::Args),
     /// Paillier encryption, decryption, addition and threshold decryption throughput.
     Paillier(paillier::Args),
+    /// CA enrolment load: 10,000 enrolments from 500 concurrent clients against `caucus-ca serve`.
+    Enroll(enroll::Args),
 }
 
 /// Runs a bench subcommand and prints its report.
@@ -150,6 +153,10 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<Report> {
         BenchCommand::Paillier(a) => {
             let json = a.json;
             (paillier::run(a)?, json)
+        }
+        BenchCommand::Enroll(a) => {
+            let json = a.json;
+            (enroll::run_blocking(&a)?, json)
         }
     };
     report.print(json);
