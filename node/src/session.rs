@@ -1,7 +1,7 @@
 //! The SMC session API: like tno.mpc.communication's `Pool`, but parties are roster members
 //! identified by their certificates, and every message is a signed envelope over mutual TLS.
 //!
-//! ```ignore
+//! ```no_run
 //! # async fn demo() -> Result<(), caucus_node::session::SessionError> {
 //! use caucus_node::session::{Session, SessionOptions};
 //! let s = Session::open(std::path::Path::new("certs/alice"), SessionOptions::default()).await?;
@@ -25,6 +25,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +39,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::ca_client::{CaClient, fetch_crl, fetch_roster};
+use crate::config::NodeDir;
 use crate::transport::node::RecvFailure;
 use crate::transport::{
     Clock, Handler, METHOD_SMC_MSG, Node, NodeOptions, SystemClock, TransportError, Trust,
@@ -254,8 +257,82 @@ impl Session {
         })
     }
 
-    /// Stops serving and waits for the server to finish its connections.
+    /// Opens the session of the node directory `dir` (after `caucus init` and `caucus enroll`):
+    /// loads key, certificate and pinned root, fetches and verifies the roster and revocation
+    /// list from the CA (waiting up to `opts.roster_wait` for every party to enrol; zero: do not
+    /// wait), binds the listener (`opts.listen`, or the advertised address) and starts serving.
+    /// The roster and CRL are then refreshed every `opts.refresh_every` and on demand.
+    pub async fn open(dir: &Path, opts: SessionOptions) -> Result<Self, SessionError> {
+        let setup = |e: &dyn std::fmt::Display| SessionError::Setup(e.to_string());
+        let nd = NodeDir::new(dir);
+        let (cfg, enr) = nd.load_enrolled().map_err(|e| setup(&e))?;
+        let key = nd.load_key().map_err(|e| setup(&e))?;
+        let cert_der = nd.load_cert().map_err(|e| setup(&e))?;
+        let root_der = nd.load_root().map_err(|e| setup(&e))?;
+        let client = CaClient::with_root(&enr.ca_addr, &root_der).map_err(|e| setup(&e))?;
+        let source: Arc<dyn TrustSource> = Arc::new(CaSource {
+            client,
+            root_der: root_der.clone(),
+        });
+        let deadline = Instant::now() + opts.roster_wait;
+        let (roster, crl) = loop {
+            let (r, c) = source
+                .fetch(&enr.session, opts.clock.now_secs())
+                .await
+                .map_err(SessionError::Setup)?;
+            if r.is_complete() || Instant::now() >= deadline {
+                if !r.is_complete() && !opts.roster_wait.is_zero() {
+                    let missing: Vec<&String> = r
+                        .parties
+                        .iter()
+                        .filter(|p| r.by_name(p).is_none())
+                        .collect();
+                    return Err(SessionError::Setup(format!(
+                        "roster incomplete after {:?}: not enrolled: {missing:?}",
+                        opts.roster_wait
+                    )));
+                }
+                break (r, c);
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        };
+        let listen = match opts.listen {
+            Some(a) => a,
+            None => {
+                let adv = roster
+                    .by_name(&cfg.name)
+                    .map(|m| m.address.clone())
+                    .unwrap_or(enr.advertise.clone());
+                tokio::net::lookup_host(adv.as_str())
+                    .await
+                    .ok()
+                    .and_then(|mut a| a.next())
+                    .ok_or_else(|| {
+                        SessionError::Setup(format!("cannot resolve advertised address {adv:?}"))
+                    })?
+            }
+        };
+        let listener = TcpListener::bind(listen).await.map_err(|e| {
+            SessionError::Setup(format!("cannot listen on {listen}: {e} (use --listen)"))
+        })?;
+        Self::from_parts(
+            SessionParts {
+                key,
+                cert_der,
+                root_der,
+                roster,
+                crl: Some(crl),
+                listener,
+                source: Some(source),
+            },
+            opts,
+        )
+    }
+
+    /// Closes our outgoing connections (TLS close_notify), stops serving and waits for the
+    /// server to finish its connections.
     pub async fn close(mut self) {
+        self.node.shutdown_links().await;
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
@@ -533,6 +610,26 @@ impl Session {
                 party: p.name,
                 source,
             })
+    }
+}
+
+/// The CA as a [`TrustSource`].
+struct CaSource {
+    client: CaClient,
+    root_der: Vec<u8>,
+}
+
+impl TrustSource for CaSource {
+    fn fetch<'a>(&'a self, session: &'a str, now: i64) -> FetchFuture<'a> {
+        Box::pin(async move {
+            let roster = fetch_roster(&self.client, session, &self.root_der, now)
+                .await
+                .map_err(|e| format!("roster: {e}"))?;
+            let crl = fetch_crl(&self.client, &self.root_der, now)
+                .await
+                .map_err(|e| format!("revocation list: {e}"))?;
+            Ok((roster, crl))
+        })
     }
 }
 

@@ -72,7 +72,7 @@ impl TestPki {
         self.issue(key, session, party, (self.now - 60, self.now + 3600))
     }
 
-    /// A roster of `session` (threshold 1) with `members` as (name, cert DER, address), signed and
+    /// A roster of `session` (threshold 1, or 0 for one member) with `members` as (name, cert DER, address), signed and
     /// verified.
     pub fn roster(&self, session: &str, members: &[(&str, &[u8], String)]) -> Roster {
         let mut entries = Vec::new();
@@ -92,7 +92,7 @@ impl TestPki {
             version: ROSTER_VERSION,
             ca: self.signer.name().to_string(),
             session: session.to_string(),
-            threshold: 1,
+            threshold: (members.len() as u32).saturating_sub(1).min(1),
             parties: members.iter().map(|m| m.0.to_string()).collect(),
             not_after: self.now + 3600,
             issued_at: self.now,

@@ -2,8 +2,10 @@
 //! machine, the parameters, min / median / max per figure, the target and the peer's figure from
 //! TARGETS.md with the ratio.
 
+pub mod blob;
 pub mod enroll;
 pub mod keygen;
+pub mod messages;
 pub mod paillier;
 
 use serde::Serialize;
@@ -141,6 +143,10 @@ pub enum BenchCommand {
     Paillier(paillier::Args),
     /// CA enrolment load: 10,000 enrolments from 500 concurrent clients against `caucus-ca serve`.
     Enroll(enroll::Args),
+    /// Signed messages between two `caucus` processes over mTLS: round trip and pipelined rate.
+    Messages(messages::Args),
+    /// A 1 GiB blob between two `caucus` processes until the signed receipt, beside raw TLS.
+    Blob(blob::Args),
 }
 
 /// Runs a bench subcommand and prints its report.
@@ -157,6 +163,20 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<Report> {
         BenchCommand::Enroll(a) => {
             let json = a.json;
             (enroll::run_blocking(&a)?, json)
+        }
+        BenchCommand::Messages(a) => {
+            let json = a.json;
+            (
+                tokio::runtime::Runtime::new()?.block_on(messages::run(a))?,
+                json,
+            )
+        }
+        BenchCommand::Blob(a) => {
+            let json = a.json;
+            (
+                tokio::runtime::Runtime::new()?.block_on(blob::run(a))?,
+                json,
+            )
         }
     };
     report.print(json);

@@ -26,7 +26,8 @@ pub struct Args {
     #[arg(long)]
     pub quick: bool,
     /// Print one JSON object.
-    #[arg(long)]
+    /// (set from the global `--json` flag)
+    #[arg(skip)]
     pub json: bool,
 }
 

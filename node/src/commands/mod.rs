@@ -3,6 +3,7 @@
 pub mod enroll;
 pub mod init;
 pub mod peers;
+pub mod serve;
 
 use crate::ca_client::CaClientError;
 use crate::config::ConfigError;

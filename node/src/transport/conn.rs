@@ -50,8 +50,13 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         let first = match idle {
             Some(d) => tokio::time::timeout(d, self.io.read(&mut header))
                 .await
-                .map_err(|_| TransportError::Timeout("waiting for a frame"))??,
-            None => self.io.read(&mut header).await?,
+                .map_err(|_| TransportError::Timeout("waiting for a frame"))?,
+            None => self.io.read(&mut header).await,
+        };
+        // A peer that closes between frames without a TLS close_notify is a clean end too.
+        let first = match first {
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
+            r => r?,
         };
         if first == 0 {
             return Ok(None);
@@ -336,4 +341,83 @@ pub fn meta_for(
         now_ms,
         &mut rand::rng(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use caucus::msg::frame::FrameError;
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn frames_round_trip_and_clean_eof() {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let mut w = FrameWriter::new(a, 1024);
+        let mut r = FrameReader::new(b, 1024);
+        w.write_frame(FrameKind::Envelope, b"hello")
+            .await
+            .expect("write");
+        w.write_frame(FrameKind::BlobChunk, b"")
+            .await
+            .expect("write");
+        drop(w);
+        let f = r.read_frame(None).await.expect("ok").expect("frame");
+        assert_eq!(
+            (f.kind, f.body.as_slice()),
+            (FrameKind::Envelope, &b"hello"[..])
+        );
+        let f = r.read_frame(None).await.expect("ok").expect("frame");
+        assert_eq!(f.kind, FrameKind::BlobChunk);
+        assert!(r.read_frame(None).await.expect("eof").is_none());
+    }
+
+    #[tokio::test]
+    async fn oversized_refused_from_the_header_and_writer_refuses_too() {
+        let (mut a, b) = tokio::io::duplex(64);
+        // Announce 4 GiB - 1: refused before any allocation or body read.
+        a.write_all(&[0xff, 0xff, 0xff, 0xff, 1]).await.expect("w");
+        let mut r = FrameReader::new(b, 1024);
+        let e = r.read_frame(None).await.expect_err("too large");
+        assert!(matches!(
+            e,
+            TransportError::Frame(FrameError::TooLarge { .. })
+        ));
+        let (a, _b) = tokio::io::duplex(64);
+        let mut w = FrameWriter::new(a, 4);
+        let e = w
+            .write_frame(FrameKind::Envelope, b"12345")
+            .await
+            .expect_err("too large");
+        assert!(matches!(e, TransportError::Frame(_)));
+    }
+
+    #[tokio::test]
+    async fn truncated_unknown_kind_and_idle_timeout() {
+        let (mut a, b) = tokio::io::duplex(64);
+        a.write_all(&[0, 0, 0, 10, 1, b'x']).await.expect("w");
+        drop(a);
+        let mut r = FrameReader::new(b, 1024);
+        let e = r.read_frame(None).await.expect_err("truncated");
+        assert!(matches!(e, TransportError::Truncated), "{e:?}");
+
+        let (mut a, b) = tokio::io::duplex(64);
+        a.write_all(&[0, 0, 0, 0, 7]).await.expect("w");
+        let mut r = FrameReader::new(b, 1024);
+        let e = r.read_frame(None).await.expect_err("kind");
+        assert!(matches!(
+            e,
+            TransportError::Frame(FrameError::UnknownKind(7))
+        ));
+
+        // Nothing sent: the idle bound fires. Half a header: the body bound fires.
+        let (mut a, b) = tokio::io::duplex(64);
+        let mut r = FrameReader::new(b, 1024);
+        let idle = Some(Duration::from_millis(50));
+        let e = r.read_frame(idle).await.expect_err("idle");
+        assert!(matches!(e, TransportError::Timeout(_)));
+        a.write_all(&[0, 0]).await.expect("w");
+        let e = r.read_frame(idle).await.expect_err("slow header");
+        assert!(matches!(e, TransportError::Timeout(_)));
+    }
 }

@@ -559,7 +559,21 @@ impl Node {
         ))
     }
 
-    /// Closes every outgoing connection.
+    /// Closes every outgoing connection gracefully (TLS close_notify), then forgets them.
+    pub async fn shutdown_links(&self) {
+        let slots: Vec<LinkSlot> = {
+            let l = self.core.links.lock().unwrap_or_else(|p| p.into_inner());
+            l.values().cloned().collect()
+        };
+        for slot in slots {
+            if let Some(link) = slot.lock().await.take() {
+                link.writer.lock().await.shutdown().await;
+            }
+        }
+        self.close_links();
+    }
+
+    /// Closes every outgoing connection (abruptly).
     pub fn close_links(&self) {
         let mut l = self.core.links.lock().unwrap_or_else(|p| p.into_inner());
         l.clear();

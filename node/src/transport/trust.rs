@@ -272,3 +272,64 @@ impl Trust {
         })
     }
 }
+
+#[cfg(all(test, feature = "test-util"))]
+mod tests {
+    use caucus::pki::PrivateKey;
+
+    use super::*;
+    use crate::testing::TestPki;
+
+    #[test]
+    fn check_peer_order_and_refresh() {
+        let now = SystemClock.now_secs();
+        let pki = TestPki::new("acme", now);
+        let ka = PrivateKey::generate(2048).expect("key");
+        let kb = PrivateKey::generate(2048).expect("key");
+        let (a, _) = pki.issue(&ka, "s1", "a", (now - 60, now + 7200));
+        let (b, serial_b) = pki.issue_now(&kb, "s1", "b");
+        let roster = pki.roster("s1", &[("a", &a, "127.0.0.1:1".into())]);
+        let clock = Arc::new(ManualClock::new());
+        let t =
+            Trust::new(pki.root_der(), roster, Some(pki.crl(&[])), clock.clone()).expect("trust");
+        assert_eq!(t.check_peer(&a, None).expect("a").name, "a");
+        // b is valid but not on the roster, until a refreshed roster lists it.
+        assert!(matches!(
+            t.check_peer(&b, None),
+            Err(PeerError::NotMember { .. })
+        ));
+        let both = pki.roster(
+            "s1",
+            &[
+                ("a", &a, "127.0.0.1:1".into()),
+                ("b", &b, "127.0.0.1:2".into()),
+            ],
+        );
+        assert!(t.set_roster(both));
+        assert_eq!(t.check_peer(&b, None).expect("b").index, 2);
+        // Revocation wins over membership.
+        t.set_crl(pki.crl(&[&serial_b]));
+        assert_eq!(
+            t.check_peer(&b, None),
+            Err(PeerError::Revoked { serial: serial_b })
+        );
+        // Expected peer.
+        assert!(matches!(
+            t.check_peer(&a, Some(&kb.public_key().party_id())),
+            Err(PeerError::UnexpectedPeer { .. })
+        ));
+        // A roster for another session is ignored.
+        let (a2, _) = pki.issue_now(&ka, "s2", "a");
+        let other = pki.roster("s2", &[("a", &a2, "127.0.0.1:1".into())]);
+        assert!(!t.set_roster(other));
+        // Past the CRL's next update: refuse (fail closed) until refreshed.
+        clock.advance_ms(3_700_000);
+        assert_eq!(t.check_peer(&a, None), Err(PeerError::CrlStale));
+        // Past the certificate's end: expired (checked first).
+        clock.advance_ms(4_000_000);
+        assert_eq!(
+            t.check_peer(&a, None),
+            Err(PeerError::Chain(VerifyError::Expired))
+        );
+    }
+}
