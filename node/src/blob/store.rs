@@ -233,8 +233,9 @@ pub struct BlobStore {
 }
 
 impl BlobStore {
-    /// Opens (creating if needed) the store in `<node dir>/blobs`, creates the index tables and
-    /// deletes partial files that have no index entry (left by a crash before their first commit).
+    /// Opens (creating if needed) the store in `<node dir>/blobs` and creates the index tables.
+    /// Several handles (and processes) may open the same store; only the serving node runs
+    /// [`BlobStore::cleanup`].
     pub fn open(node_dir: &Path, cfg: StoreConfig) -> Result<Arc<Self>, StoreError> {
         let root = node_dir.join("blobs");
         for d in [root.clone(), root.join("partial"), root.join("outbox")] {
