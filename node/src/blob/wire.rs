@@ -379,8 +379,7 @@ impl BlobHandler {
 
     async fn refuse(conn: &mut Conn, req: &Inner, e: &StoreError) -> Result<(), TransportError> {
         tracing::info!(peer = %conn.peer().name, code = e.code(), error = %e, "blob refused");
-        conn.reply_error(req, &refusal_text(e.code(), &e.to_string()))
-            .await
+        conn.reply_error(req, &public_refusal(e)).await
     }
 
     async fn receive(&self, conn: &mut Conn, req: Inner) -> Result<(), TransportError> {
@@ -461,7 +460,7 @@ impl BlobHandler {
         };
         if let Some(e) = failure {
             let code = e.code();
-            let text = refusal_text(code, &e.to_string());
+            let text = public_refusal(&e);
             let _ = tokio::task::spawn_blocking(move || inc.fail(&e)).await;
             tracing::info!(peer = %conn.peer().name, code, "blob transfer stopped");
             if net_err.is_none() {
@@ -483,7 +482,7 @@ impl BlobHandler {
             .is_some_and(|e| e.blob_id == inc.header().blob_id);
         if !ok_end {
             let e = StoreError::WrongBlob;
-            let text = refusal_text(e.code(), &e.to_string());
+            let text = public_refusal(&e);
             let _ = tokio::task::spawn_blocking(move || inc.fail(&e)).await;
             return conn.reply_error(&end, &text).await;
         }
@@ -496,11 +495,20 @@ impl BlobHandler {
                 conn.reply(&end, serde_json::to_value(receipt).unwrap_or(Value::Null))
                     .await
             }
-            Err(e) => {
-                conn.reply_error(&end, &refusal_text(e.code(), &e.to_string()))
-                    .await
-            }
+            Err(e) => conn.reply_error(&end, &public_refusal(&e)).await,
         }
+    }
+}
+
+/// The error reply text for `e`: its code and message, except that local failures (file or index
+/// errors, which name paths on this node) are logged here and reported only as `internal`.
+fn public_refusal(e: &StoreError) -> String {
+    match e.code() {
+        "internal" => {
+            tracing::warn!(error = %e, "blob store failure");
+            refusal_text("internal", "the receiver could not store the blob")
+        }
+        code => refusal_text(code, &e.to_string()),
     }
 }
 
