@@ -31,6 +31,10 @@ use crate::transport::{
 /// Chunks in flight between the network task and the file worker, on each side.
 pub const PIPELINE_DEPTH: usize = 4;
 
+/// Longest a single frame write may block (a receiver that stops reading fails the send, which
+/// can then be resumed).
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Longest wait for the receipt after `blob/end` (the receiver fsyncs and commits first).
 pub const RECEIPT_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -228,7 +232,9 @@ pub async fn send_on(
         tokio::select! {
             biased;
             f = &mut early => { reader.abort(); return Err(early_reply(f)); }
-            r = writer.write_frame(FrameKind::BlobChunk, &body) => r.map_err(tr)?,
+            r = tokio::time::timeout(WRITE_TIMEOUT, writer.write_frame(FrameKind::BlobChunk, &body)) => {
+                r.map_err(|_| tr(TransportError::Timeout("sending a chunk")))?.map_err(tr)?
+            }
         }
         chunks_sent += 1;
         let n = (body.len() - transfer::CHUNK_PREFIX_LEN) as u64;
@@ -255,7 +261,9 @@ pub async fn send_on(
     tokio::select! {
         biased;
         f = &mut early => return Err(early_reply(f)),
-        r = writer.write_frame(FrameKind::Envelope, &bytes) => r.map_err(tr)?,
+        r = tokio::time::timeout(WRITE_TIMEOUT, writer.write_frame(FrameKind::Envelope, &bytes)) => {
+            r.map_err(|_| tr(TransportError::Timeout("sending blob/end")))?.map_err(tr)?
+        }
     }
     let f = tokio::time::timeout(RECEIPT_TIMEOUT, &mut early)
         .await
