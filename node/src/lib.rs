@@ -5,14 +5,14 @@
 //! # Layout
 //! - [`config`]: the node directory (`node.key` 0600, `node.pem`, `ca.pem`, `node.json`, ...).
 //! - [`ca_client`]: TLS client for the CA, pinned by root fingerprint; enrol, roster, CRL, certs.
-//! - [`commands`]: the code of each CLI command (`init`, `enroll`, `peers`, `serve`).
 //! - [`transport`]: mutual TLS between roster members (custom rustls verifiers), frames, signed
 //!   envelopes, method routing, the accept loop and outgoing connections.
 //! - [`session`]: the SMC session API (`send` / `recv` / `broadcast` / `recv_all` by roster name
 //!   and message id, serde values), built on the transport.
+//! - [`commands`]: the code of each CLI command (`init`, `enroll`, `peers`, `serve`).
 //! - [`blob`]: encrypted chunked blob transfer: the store (inbox, outbox, redb index) and the
 //!   `post/blob` exchange over the transport.
-//! - [`bench`]: `caucus bench` drivers (`keygen`, `paillier`, `enroll`, `messages`, `blob`).
+//! - [`bench`]: `caucus bench keygen|paillier|enroll|messages|blob` drivers.
 //! - [`pool`]: the background filler thread of the Paillier r^N pool.
 //! - `testing` (feature `test-util`): an in-process test PKI and raw TLS clients for tests.
 #![forbid(unsafe_code)]

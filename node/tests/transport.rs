@@ -48,6 +48,10 @@ fn opts(clock: Arc<dyn Clock>) -> SessionOptions {
 }
 
 async fn net_with(clocks: Vec<Arc<dyn Clock>>) -> Net {
+    net_opts(clocks, |_| {}).await
+}
+
+async fn net_opts(clocks: Vec<Arc<dyn Clock>>, tweak: impl Fn(&mut SessionOptions)) -> Net {
     let now = SystemClock.now_secs();
     let pki = TestPki::new("acme", now);
     let names = ["alice", "bob", "carol"];
@@ -80,7 +84,9 @@ async fn net_with(clocks: Vec<Arc<dyn Clock>>) -> Net {
             listener: l,
             source: None,
         };
-        s.push(Session::from_parts(parts, opts(clocks[i].clone())).expect("session"));
+        let mut o = opts(clocks[i].clone());
+        tweak(&mut o);
+        s.push(Session::from_parts(parts, o).expect("session"));
     }
     Net {
         pki,
@@ -617,4 +623,265 @@ async fn injected_clock_expires_certificates() {
         )
     })
     .await;
+}
+
+/// Three nodes enrolled through the real CA (TLS front-end, tokens, redb registry), opened from
+/// their node directories; then the CA revokes one and the others refuse it after a refresh,
+/// including on an already open connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_ca_enrolment_session_open_and_revocation() {
+    use caucus_ca::server::ServerOptions;
+    use caucus_ca::testing::TestCa;
+    use caucus_node::commands::enroll::{EnrollOptions, enroll};
+    use caucus_node::commands::init::init;
+    use caucus_node::config::NodeDir;
+
+    let tmp = tempfile::tempdir().expect("tmp");
+    let ca = TestCa::start(&tmp.path().join("ca"), ServerOptions::default())
+        .await
+        .expect("ca");
+    let names = ["alice", "bob", "carol"];
+    let s = ca
+        .auth
+        .create_session(
+            "s1",
+            &names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+            1,
+            3600,
+        )
+        .expect("session");
+    let mut dirs = Vec::new();
+    for name in names {
+        let dir = NodeDir::new(tmp.path().join(name));
+        init(&dir, name, None, 2048).expect("init");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        enroll(
+            &dir,
+            &EnrollOptions {
+                ca: ca.addr.to_string(),
+                fingerprint: ca.fingerprint.clone(),
+                token: s.tokens[name].clone(),
+                advertise: format!("127.0.0.1:{port}"),
+                session: Some("s1".into()),
+            },
+        )
+        .await
+        .expect("enroll");
+        dirs.push(dir);
+    }
+    let mut ss = Vec::new();
+    for d in &dirs {
+        ss.push(
+            Session::open(&d.root, opts(Arc::new(SystemClock)))
+                .await
+                .expect("open"),
+        );
+    }
+    for (i, s) in ss.iter().enumerate() {
+        assert_eq!(s.me().index as usize, i + 1);
+        s.broadcast("hello", &s.me().name).await.expect("bcast");
+    }
+    for s in &ss {
+        let all: std::collections::BTreeMap<String, String> =
+            s.recv_all("hello").await.expect("all");
+        for (k, v) in all {
+            assert_eq!(k, v);
+        }
+    }
+    // carol has an open connection to alice; the CA revokes carol.
+    ss[2].send("alice", "pre", &1).await.expect("send");
+    let _: u64 = ss[0].recv("carol", "pre").await.expect("recv");
+    let mut rx = ss[0].node().refusals();
+    let carol_serial = ss[0]
+        .node()
+        .trust()
+        .member_by_name("carol")
+        .expect("carol")
+        .serial_hex;
+    ca.auth.revoke(&carol_serial).expect("revoke");
+    ss[0].refresh().await.expect("refresh");
+    assert!(
+        ss[0]
+            .node()
+            .trust()
+            .crl()
+            .expect("crl")
+            .is_revoked(&carol_serial)
+    );
+    // The open connection is cut at carol's next message, which is not delivered.
+    ss[2].send("alice", "post", &2).await.expect("written");
+    refused(&mut rx, |e| {
+        matches!(
+            e,
+            TransportError::Peer(PeerError::Revoked { .. } | PeerError::NotMember { .. })
+        )
+    })
+    .await;
+    assert!(
+        ss[0]
+            .recv_timeout::<u64>("carol", "post", Duration::from_millis(300))
+            .await
+            .is_err()
+    );
+    // A new connection from carol is refused, and alice keeps serving bob.
+    ss[2].node().close_links();
+    let e = ss[2]
+        .send_timeout("alice", "post2", &3, Duration::from_millis(800))
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(e, SessionError::Unreachable { ref party, .. } if party == "alice"),
+        "{e}"
+    );
+    ss[1].send("alice", "still", &4).await.expect("bob sends");
+    assert_eq!(ss[0].recv::<u64>("bob", "still").await.expect("recv"), 4);
+    for s in ss {
+        s.close().await;
+    }
+    ca.stop().await;
+}
+
+/// A peer that goes away and comes back on its roster address: the outgoing connection is
+/// re-dialled with backoff, and a send issued while the peer is down waits for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnects_with_backoff_when_a_peer_restarts() {
+    let mut n = net().await;
+    n.s[0].send("bob", "one", &1).await.expect("send");
+    assert_eq!(n.s[1].recv::<u64>("alice", "one").await.expect("recv"), 1);
+    let bob_addr = n.s[1].local_addr();
+    let bob = n.s.remove(1);
+    bob.close().await;
+    // alice sends while bob is down; it completes once bob is back.
+    let alice = n.s.remove(0);
+    let sender = tokio::spawn(async move {
+        let r = alice.send("bob", "two", &2).await;
+        (alice, r)
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let listener = TcpListener::bind(bob_addr).await.expect("rebind");
+    let bob = Session::from_parts(
+        SessionParts {
+            key: copy_key(&n.keys[1]),
+            cert_der: n.certs[1].clone(),
+            root_der: n.pki.root_der(),
+            roster: n.roster.clone(),
+            crl: None,
+            listener,
+            source: None,
+        },
+        opts(Arc::new(SystemClock)),
+    )
+    .expect("bob again");
+    let (alice, r) = sender.await.expect("join");
+    r.expect("send waited for bob");
+    assert_eq!(bob.recv::<u64>("alice", "two").await.expect("recv"), 2);
+    // and bob can answer over his own new outgoing connection
+    bob.send("alice", "three", &3).await.expect("send");
+    assert_eq!(alice.recv::<u64>("bob", "three").await.expect("recv"), 3);
+}
+
+/// Early messages are buffered per peer within a bound; beyond it they are refused (and the
+/// sender is told), without affecting other peers; reading frees room again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_message_buffer_is_bounded_per_peer() {
+    let n = net_opts(
+        (0..3)
+            .map(|_| Arc::new(SystemClock) as Arc<dyn Clock>)
+            .collect(),
+        |o| {
+            o.node.max_buffered_messages = 3;
+        },
+    )
+    .await;
+    let mut rx_b = n.s[1].node().refusals();
+    let mut rx_a = n.s[0].node().refusals();
+    for i in 0..5u64 {
+        n.s[0].send("bob", "flood", &i).await.expect("send");
+    }
+    let r = refused(
+        &mut rx_b,
+        |e| matches!(e, TransportError::BufferFull { peer } if peer == "alice"),
+    )
+    .await;
+    assert_eq!(r.peer.as_deref(), Some("alice"));
+    // alice hears about it as an error reply to her one-way message
+    refused(
+        &mut rx_a,
+        |e| matches!(e, TransportError::Remote(m) if m.contains("full")),
+    )
+    .await;
+    // carol's own bound is untouched
+    n.s[2].send("bob", "c", &9).await.expect("send");
+    assert_eq!(n.s[1].recv::<u64>("carol", "c").await.expect("recv"), 9);
+    // the first three are there, in order; then there is room again
+    for i in 0..3u64 {
+        assert_eq!(n.s[1].recv::<u64>("alice", "flood").await.expect("recv"), i);
+    }
+    n.s[0].send("bob", "flood", &7).await.expect("send");
+    assert_eq!(n.s[1].recv::<u64>("alice", "flood").await.expect("recv"), 7);
+}
+
+/// A custom method handler with a multi-frame exchange on a dedicated connection, the way blob
+/// transfer uses the transport: request → reply, chunk frames, final request → reply.
+struct ChunkCounter;
+
+impl caucus_node::transport::Handler for ChunkCounter {
+    fn handle<'a>(
+        &'a self,
+        conn: &'a mut caucus_node::transport::Conn,
+        request: caucus::msg::Inner,
+    ) -> caucus_node::transport::HandlerFuture<'a> {
+        Box::pin(async move {
+            conn.reply(&request, json!({"ready": true})).await?;
+            let mut bytes = 0usize;
+            loop {
+                match conn.recv().await? {
+                    caucus_node::transport::Incoming::Chunk(c) => bytes += c.len(),
+                    caucus_node::transport::Incoming::Envelope(done) => {
+                        if done.meta.method != "test/done" {
+                            return Err(TransportError::BadRequest("expected test/done".into()));
+                        }
+                        return conn.reply(&done, json!({"bytes": bytes})).await;
+                    }
+                }
+            }
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_handler_with_chunk_frames_on_a_dedicated_connection() {
+    let n = net().await;
+    n.s[0].register("test/chunks", ChunkCounter);
+    let alice = n.s[1].party("alice").expect("alice").party_id;
+    let mut conn = n.s[1].node().connect(&alice).await.expect("connect");
+    assert_eq!(conn.peer().name, "alice");
+    let r = conn
+        .request("test/chunks", "blob-1", json!({"size": 3000}))
+        .await
+        .expect("start");
+    assert_eq!(r.payload, json!({"ready": true}));
+    for _ in 0..3 {
+        conn.write_chunk(&[7u8; 1000]).await.expect("chunk");
+    }
+    let r = conn
+        .request("test/done", "blob-1", Value::Null)
+        .await
+        .expect("done");
+    assert_eq!(r.payload, json!({"bytes": 3000}));
+    // Unregistered methods are still refused on the same kind of connection.
+    let e = conn
+        .request("test/none", "x", Value::Null)
+        .await
+        .expect_err("unknown");
+    assert!(
+        matches!(e, TransportError::Remote(ref m) if m.contains("unknown method")),
+        "{e}"
+    );
+    conn.close().await;
+    still_serves(&n, "after-handler").await;
 }

@@ -25,8 +25,7 @@ pub struct Args {
     #[arg(long)]
     pub quick: bool,
     /// Print one JSON object.
-    /// (set from the global `--json` flag)
-    #[arg(skip)]
+    #[arg(long)]
     pub json: bool,
     /// Parties n.
     #[arg(long, default_value_t = 3)]

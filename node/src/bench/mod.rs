@@ -166,10 +166,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<Report> {
         }
         BenchCommand::Messages(a) => {
             let json = a.json;
-            (
-                tokio::runtime::Runtime::new()?.block_on(messages::run(a))?,
-                json,
-            )
+            (messages::run(a)?, json)
         }
         BenchCommand::Blob(a) => {
             let json = a.json;

@@ -26,8 +26,7 @@ pub struct Args {
     #[arg(long)]
     pub quick: bool,
     /// Print one JSON object.
-    /// (set from the global `--json` flag)
-    #[arg(skip)]
+    #[arg(long)]
     pub json: bool,
 }
 

@@ -923,6 +923,10 @@ async fn serve_conn(
                 continue;
             }
         }
+        if let Err(e) = core.trust.recheck(&peer) {
+            core.report(Some(remote), Some(&peer), e.into());
+            break;
+        }
         let size = frame.body.len();
         let inner = match core.open(&peer, &frame.body) {
             Ok(i) => i,

@@ -116,6 +116,8 @@ pub struct PeerInfo {
     pub serial_hex: String,
     /// The certified key (verifies the peer's envelopes).
     pub public_key: PublicKey,
+    /// Certificate `notAfter`, unix seconds.
+    pub not_after: i64,
 }
 
 /// The pinned root, the session roster and the revocation list, with the clock that judges them.
@@ -269,7 +271,32 @@ impl Trust {
             index: entry.index,
             serial_hex: v.serial_hex,
             public_key: v.public_key,
+            not_after: v.not_after,
         })
+    }
+
+    /// Re-checks an already authenticated peer against the current clock, revocation list and
+    /// roster (cheap lookups, no signature work): an open connection is dropped as soon as its
+    /// certificate expires, is revoked, or leaves the roster.
+    pub fn recheck(&self, peer: &PeerInfo) -> Result<(), PeerError> {
+        let now = self.clock.now_secs();
+        if now > peer.not_after {
+            return Err(PeerError::Chain(VerifyError::Expired));
+        }
+        if let Some(crl) = self.crl()
+            && crl.is_revoked(&peer.serial_hex)
+        {
+            return Err(PeerError::Revoked {
+                serial: peer.serial_hex.clone(),
+            });
+        }
+        match self.roster().by_party_id(&peer.party_id) {
+            Some(e) if e.name == peer.name => Ok(()),
+            _ => Err(PeerError::NotMember {
+                party: peer.name.clone(),
+                id: peer.party_id,
+            }),
+        }
     }
 }
 
