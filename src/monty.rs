@@ -281,6 +281,86 @@ impl Monty {
     }
 }
 
+impl Monty {
+    /// `out = a·g mod m` for `a < m` (any form: a Montgomery-form `a` gives the Montgomery form of
+    /// the product) and a small `g < 2^62`: one limb-by-word product and a quotient estimated from
+    /// the top 64 bits of m, a few times cheaper than a full product.
+    pub(crate) fn mul_small(&self, a: &[u64], g: u64, out: &mut [u64], t: &mut [u64]) {
+        let n = self.m.len();
+        let t = &mut t[..n + 1];
+        let mut c = 0u64;
+        for (tj, &aj) in t.iter_mut().zip(a) {
+            let v = u128::from(aj) * u128::from(g) + u128::from(c);
+            *tj = v as u64;
+            c = (v >> 64) as u64;
+        }
+        t[n] = c;
+        // Top 64 bits of m (bit length B) and of t at the same alignment.
+        let bits = 64 * n as u64 - u64::from(self.m[n - 1].leading_zeros());
+        let off = bits - 64; // bit offset of m's top word (B ≥ 64 when n ≥ 2; see below)
+        let window = |v: &[u64], at: u64, len: usize| -> u128 {
+            // bits [at, at + 128) of v
+            let mut r = 0u128;
+            for k in 0..3u64 {
+                let idx = (at / 64 + k) as usize;
+                let word = if idx < len { v[idx] } else { 0 };
+                let shift = 64 * k as i64 - (at % 64) as i64;
+                if (0..128).contains(&shift) {
+                    r |= u128::from(word) << shift;
+                } else if shift < 0 && shift > -64 {
+                    r |= u128::from(word >> (-shift));
+                }
+            }
+            r
+        };
+        let m_top = window(&self.m, off, n) as u64;
+        let t_top = window(t, off, n + 1);
+        let q = (t_top / (u128::from(m_top) + 1)) as u64;
+        // t −= q·m
+        let mut borrow = 0u64;
+        let mut carry = 0u64;
+        for (tj, &mj) in t[..n].iter_mut().zip(&self.m) {
+            let p = u128::from(mj) * u128::from(q) + u128::from(carry);
+            carry = (p >> 64) as u64;
+            let (d1, b1) = tj.overflowing_sub(p as u64);
+            let (d2, b2) = d1.overflowing_sub(borrow);
+            *tj = d2;
+            borrow = u64::from(b1 || b2);
+        }
+        t[n] = t[n].wrapping_sub(carry).wrapping_sub(borrow);
+        while t[n] != 0 || geq(&t[..n], &self.m) {
+            let b = sub_in_place(&mut t[..n], &self.m);
+            t[n] = t[n].wrapping_sub(u64::from(b));
+        }
+        out.copy_from_slice(&t[..n]);
+    }
+
+    /// `g^exp mod m` for a small base `g < 2^62`: left-to-right binary, a squaring per bit and a
+    /// cheap [`Self::mul_small`] per set bit (the Boneh–Franklin first round uses small bases).
+    pub fn pow_small(&self, g: u64, exp: &BigUint) -> BigUint {
+        let n = self.m.len();
+        if n < 2 || g >= 1 << 62 {
+            return BigUint::from(g).modpow(exp, &self.modulus);
+        }
+        let bits = exp.bits();
+        if bits == 0 {
+            return BigUint::one() % &self.modulus;
+        }
+        let mut z = self.scratch();
+        let mut acc = self.to_mont(&BigUint::from(g));
+        let mut tmp = vec![0u64; n];
+        for i in (0..bits - 1).rev() {
+            self.sqr(&acc, &mut tmp, &mut z);
+            if exp.bit(i) {
+                self.mul_small(&tmp, g, &mut acc, &mut z);
+            } else {
+                std::mem::swap(&mut acc, &mut tmp);
+            }
+        }
+        self.to_plain(&acc)
+    }
+}
+
 fn limbs_to_u32(v: &[u64]) -> Vec<u32> {
     let mut out = Vec::with_capacity(2 * v.len());
     for &x in v {
@@ -329,6 +409,22 @@ mod tests {
         );
         assert!(Monty::new(&BigUint::one()).is_none());
         assert!(Monty::new(&BigUint::from(10u8)).is_none());
+    }
+
+    #[test]
+    fn small_base_powers_match() {
+        let mut rng = ChaCha20Rng::seed_from_u64(43);
+        for bits in [128u64, 130, 191, 512, 1024, 1030, 2048] {
+            let m = rng.random_biguint(bits) | BigUint::one() | (BigUint::one() << (bits - 1));
+            let mt = Monty::new(&m).expect("odd");
+            for g in [2u64, 3, 0x3fff_ffff_ffff_ffff, 12_345_678_901] {
+                for ebits in [0u64, 1, 5, 64, 511, 1023] {
+                    let e = rng.random_biguint(ebits);
+                    let want = BigUint::from(g).modpow(&e, &m);
+                    assert_eq!(mt.pow_small(g, &e), want, "{bits} {g} {ebits}");
+                }
+            }
+        }
     }
 
     #[test]

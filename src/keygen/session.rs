@@ -391,10 +391,10 @@ impl Keygen {
             let sp = sharing::share_field(&cp, ctx.t, ctx.n, &ctx.field, &mut self.rng);
             let sq = sharing::share_field(&cq, ctx.t, ctx.n, &ctx.field, &mut self.rng);
             let sz = sharing::share_field(&mask, 2 * ctx.t, ctx.n, &ctx.field, &mut self.rng);
-            for (j, v) in per.iter_mut().enumerate() {
-                v.push(sp[j].clone());
-                v.push(sq[j].clone());
-                v.push(sz[j].clone());
+            for (v, ((a, b), z)) in per.iter_mut().zip(sp.into_iter().zip(sq).zip(sz)) {
+                v.push(a);
+                v.push(b);
+                v.push(z);
             }
         }
         self.batch_state().slots = slots;
@@ -417,7 +417,8 @@ impl Keygen {
                     b += &v[3 * s + 1];
                     z += &v[3 * s + 2];
                 }
-                ((a % p) * (b % p) + z) % p
+                let ab = sharing::reduce_mod(a, p) * sharing::reduce_mod(b, p);
+                sharing::reduce_mod(ab + z, p)
             })
             .collect()
     }
@@ -431,7 +432,7 @@ impl Keygen {
                 for (body, l) in msgs.values().zip(&self.ctx.lagrange) {
                     acc += &body.values()[s] * l;
                 }
-                acc % p
+                sharing::reduce_mod(acc, p)
             })
             .collect()
     }
@@ -517,10 +518,10 @@ impl Keygen {
                 &ctx.field,
                 &mut self.rng,
             );
-            for (j, v) in per.iter_mut().enumerate() {
-                v.push(sp[j].clone());
-                v.push(sq[j].clone());
-                v.push(sz[j].clone());
+            for (v, ((a, b), z)) in per.iter_mut().zip(sp.into_iter().zip(sq).zip(sz)) {
+                v.push(a);
+                v.push(b);
+                v.push(z);
             }
             ps.push(pi);
             qs.push(qi);
@@ -585,7 +586,8 @@ impl Keygen {
                 .iter()
                 .map(|&c| {
                     let g = biprime::small_jacobi_base(&ctx.run, &b.n[c]);
-                    g.modpow(&jacobi_exponent(ctx, &b.n[c], &b.p[c], &b.q[c]), &b.n[c])
+                    let e = jacobi_exponent(ctx, &b.n[c], &b.p[c], &b.q[c]);
+                    biprime::small_base_pow(&g, &e, &b.n[c])
                 })
                 .collect()
         };
