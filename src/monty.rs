@@ -282,6 +282,35 @@ impl Monty {
 }
 
 impl Monty {
+    /// `out = a + b mod m` for `a, b < m` (same in Montgomery form).
+    pub(crate) fn add_mod(&self, a: &[u64], b: &[u64], out: &mut [u64]) {
+        let mut carry = false;
+        for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+            let (s1, c1) = x.overflowing_add(y);
+            let (s2, c2) = s1.overflowing_add(u64::from(carry));
+            *o = s2;
+            carry = c1 || c2;
+        }
+        if carry || geq(out, &self.m) {
+            sub_in_place(out, &self.m);
+        }
+    }
+
+    /// `out = a − b mod m` for `a, b < m`.
+    pub(crate) fn sub_mod(&self, a: &[u64], b: &[u64], out: &mut [u64]) {
+        out.copy_from_slice(a);
+        if sub_in_place(out, b) {
+            // wrapped: add m back (the carry out cancels the borrow)
+            let mut carry = false;
+            for (o, &y) in out.iter_mut().zip(&self.m) {
+                let (s1, c1) = o.overflowing_add(y);
+                let (s2, c2) = s1.overflowing_add(u64::from(carry));
+                *o = s2;
+                carry = c1 || c2;
+            }
+        }
+    }
+
     /// `out = a·g mod m` for `a < m` (any form: a Montgomery-form `a` gives the Montgomery form of
     /// the product) and a small `g < 2^62`: one limb-by-word product and a quotient estimated from
     /// the top 64 bits of m, a few times cheaper than a full product.

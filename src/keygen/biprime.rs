@@ -125,15 +125,44 @@ pub fn twisted_mul(
     (re, im)
 }
 
-/// u^e in Z_N[x]/(x² + 1) (left-to-right square and multiply).
+/// u^e in Z_N[x]/(x² + 1) (left-to-right square and multiply, in Montgomery form for odd N).
 pub fn twisted_pow(u: &(BigUint, BigUint), e: &BigUint, n: &BigUint) -> (BigUint, BigUint) {
-    let mut acc = (BigUint::one(), BigUint::zero());
+    let Some(mt) = crate::monty::Monty::new(n) else {
+        return twisted_pow_plain(u, e, n);
+    };
+    let l = mt.limbs();
+    let (c, d) = (mt.to_mont(&u.0), mt.to_mont(&u.1));
+    let mut a = mt.one().to_vec();
+    let mut b = vec![0u64; l];
+    let (mut s, mut t, mut x, mut y) = (vec![0u64; l], vec![0u64; l], vec![0u64; l], vec![0u64; l]);
+    let mut z = mt.scratch();
     for i in (0..e.bits()).rev() {
         // (a + bx)² = (a + b)(a − b) + 2ab·x
-        let (a, b) = &acc;
-        let re = ((a + b) * (a + n - b)) % n;
-        let im = (a * b * 2u8) % n;
-        acc = (re, im);
+        mt.add_mod(&a, &b, &mut s);
+        mt.sub_mod(&a, &b, &mut t);
+        mt.mul(&a, &b, &mut x, &mut z);
+        mt.mul(&s, &t, &mut a, &mut z);
+        mt.add_mod(&x, &x, &mut b);
+        if e.bit(i) {
+            // (a + bx)(c + dx) = (ac − bd) + ((a + b)(c + d) − ac − bd)·x
+            mt.mul(&a, &c, &mut x, &mut z);
+            mt.mul(&b, &d, &mut y, &mut z);
+            mt.add_mod(&a, &b, &mut s);
+            mt.add_mod(&c, &d, &mut t);
+            mt.mul(&s, &t, &mut b, &mut z);
+            mt.sub_mod(&b, &x, &mut s);
+            mt.sub_mod(&s, &y, &mut b);
+            mt.sub_mod(&x, &y, &mut a);
+        }
+    }
+    (mt.to_plain(&a), mt.to_plain(&b))
+}
+
+/// [`twisted_pow`] with plain big-integer arithmetic (even moduli).
+fn twisted_pow_plain(u: &(BigUint, BigUint), e: &BigUint, n: &BigUint) -> (BigUint, BigUint) {
+    let mut acc = (BigUint::one() % n, BigUint::zero());
+    for i in (0..e.bits()).rev() {
+        acc = twisted_mul(&acc, &acc, n);
         if e.bit(i) {
             acc = twisted_mul(&acc, u, n);
         }
@@ -242,6 +271,22 @@ mod tests {
                     "{a}/{m}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn twisted_pow_matches_plain_arithmetic() {
+        let mut rng = ChaCha20Rng::seed_from_u64(24);
+        for bits in [70u64, 256, 1024] {
+            let n =
+                arith::random_prime(bits / 2, &mut rng) * arith::random_prime(bits / 2, &mut rng);
+            let u = twisted_base(b"r", &n, 0);
+            for e in [0u32, 1, 2, 3, 1000, 65_537] {
+                let e = BigUint::from(e);
+                assert_eq!(twisted_pow(&u, &e, &n), twisted_pow_plain(&u, &e, &n));
+            }
+            let e = &n + 12_345u32;
+            assert_eq!(twisted_pow(&u, &e, &n), twisted_pow_plain(&u, &e, &n));
         }
     }
 

@@ -634,8 +634,13 @@ impl Keygen {
         for &c in &finalists {
             let n = &b.n[c];
             let e = jacobi_exponent(ctx, n, &b.p[c], &b.q[c]);
+            let mt = crate::monty::Monty::new(n);
             for idx in 1..ctx.params.biprime_rounds {
-                values.push(biprime::jacobi_base(&ctx.run, n, idx).modpow(&e, n));
+                let g = biprime::jacobi_base(&ctx.run, n, idx);
+                values.push(match &mt {
+                    Some(mt) => mt.pow(&g, &e),
+                    None => g.modpow(&e, n),
+                });
             }
             let et = twisted_exponent(ctx, n, &b.p[c], &b.q[c]);
             for idx in 0..ctx.params.twisted_rounds {
