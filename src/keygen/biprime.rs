@@ -1,14 +1,18 @@
 //! Phase 4: the Boneh–Franklin biprimality test, with bases derived from public data so that no
 //! round is spent agreeing on them.
 //!
-//! Jacobi test (BF §3): for g ∈ Z*_N with (g/N) = 1, party 1 publishes
-//! `v_1 = g^((N − p_1 − q_1 + 1)/4)` and party i > 1 publishes `v_i = g^((p_i + q_i)/4)`; the test
-//! passes when `v_1 ≡ ±∏_{i>1} v_i (mod N)`, i.e. `g^(φ/4) = ±1` for φ = N − p − q + 1.
+//! Jacobi test (BF §3): for g ∈ Z*_N with (g/N) = 1, each party i publishes `v_i = g^(e_i)` with
+//! `e_i = (p_i + q_i − 2·[i = 1])/4`, except one *designated* party d, which publishes
+//! `v_d = g^((N − 1)/4 − e_d)`; the test passes when `v_d ≡ ±∏_{i≠d} v_i (mod N)`, i.e.
+//! `g^(φ/4) = ±1` for φ = N − p − q + 1 = (N − 1) − Σ 4·e_i. With d = 1 this is BF's original
+//! assignment; the key generation rotates d over the parties so that the k-bit exponentiation
+//! does not always fall on party 1 (what is revealed is the same: `v_d` and `g^(e_d)` determine
+//! each other given the public `g^((N − 1)/4)`).
 //!
 //! Twisted-group test (BF, the step that rules out N = p^a·q^b, which TNO skips): in
 //! T = (Z_N[x]/(x² + 1))* / Z_N*, of order (p + 1)(q + 1) when N = pq with p ≡ q ≡ 3 (mod 4), every
-//! u satisfies `u^(N + 1 + p + q) = 1`. Party 1 publishes `u^(N + 1 + p_1 + q_1)`, party i > 1
-//! publishes `u^(p_i + q_i)`; the test passes when the product is a scalar (its x-coefficient is 0).
+//! u satisfies `u^(N + 1 + p + q) = 1`. The designated party publishes `u^(N + 1 + p_d + q_d)`, the
+//! others `u^(p_i + q_i)`; the test passes when the product is a scalar (its x-coefficient is 0).
 
 use num_bigint::BigUint;
 use num_integer::Integer;
@@ -170,13 +174,18 @@ fn twisted_pow_plain(u: &(BigUint, BigUint), e: &BigUint, n: &BigUint) -> (BigUi
     acc
 }
 
-/// Whether the combined Jacobi-test values pass: `v_1 ≡ ±∏_{i>1} v_i`.
-pub fn jacobi_check(values: &[&BigUint], n: &BigUint) -> bool {
-    let Some((v1, rest)) = values.split_first() else {
+/// Whether the combined Jacobi-test values pass: `v_d ≡ ±∏_{i≠d} v_i` where `d` is the position
+/// of the party that carried the public part of the exponent.
+pub fn jacobi_check(values: &[&BigUint], d: usize, n: &BigUint) -> bool {
+    let Some(vd) = values.get(d) else {
         return false;
     };
-    let prod = rest.iter().fold(BigUint::one(), |acc, v| (acc * *v) % n);
-    **v1 == prod || (*v1 + &prod) == *n
+    let prod = values
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| i != d)
+        .fold(BigUint::one(), |acc, (_, v)| (acc * *v) % n);
+    **vd == prod || (*vd + &prod) == *n
 }
 
 /// Whether the combined twisted-group values pass: the product is a unit scalar.
@@ -207,7 +216,8 @@ mod tests {
             let g = jacobi_base(b"run", &n, idx);
             let v1 = g.modpow(&((&n + 1u8 - &p1 - &q1) / &four), &n);
             let v2 = g.modpow(&((&p2 + &q2) / &four), &n);
-            jac &= jacobi_check(&[&v1, &v2], &n);
+            jac &= jacobi_check(&[&v1, &v2], 0, &n);
+            jac &= jacobi_check(&[&v2, &v1], 1, &n);
         }
         let mut tw = true;
         for idx in 0..4 {
