@@ -29,31 +29,95 @@ pub fn primes_up_to(limit: u32) -> Vec<u32> {
 }
 
 /// The Jacobi symbol (a / n) for odd `n > 0`: returns -1, 0 or 1.
+///
+/// Binary algorithm on `u64` limbs, in place (shifts and subtractions, no big divisions after the
+/// first reduction): the Boneh–Franklin bases of the key generation each need one.
 pub fn jacobi(a: &BigUint, n: &BigUint) -> i8 {
     debug_assert!(n.is_odd());
-    let mut a = a % n;
-    let mut n = n.clone();
+    let mut a = (a % n).to_u64_digits();
+    let mut n = n.to_u64_digits();
     let mut result = 1i8;
-    while !a.is_zero() {
-        let tz = a.trailing_zeros().unwrap_or(0);
+    let trim = |v: &mut Vec<u64>| {
+        while v.last() == Some(&0) {
+            v.pop();
+        }
+    };
+    loop {
+        trim(&mut a);
+        if a.is_empty() {
+            return if n == [1] { result } else { 0 };
+        }
+        // Remove the factors of two: (2/n) = −1 iff n ≡ 3, 5 (mod 8).
+        let tz = limbs_trailing_zeros(&a);
         if tz > 0 {
-            a >>= tz;
-            // (2/n) = -1 iff n = 3, 5 (mod 8)
-            let n_mod8 = (n.iter_u32_digits().next().unwrap_or(0) & 7) as u8;
+            limbs_shr(&mut a, tz);
+            trim(&mut a);
+            let n_mod8 = n[0] & 7;
             if tz % 2 == 1 && (n_mod8 == 3 || n_mod8 == 5) {
                 result = -result;
             }
         }
-        // Quadratic reciprocity: flip when both are 3 mod 4.
-        let a_mod4 = a.iter_u32_digits().next().unwrap_or(0) & 3;
-        let n_mod4 = n.iter_u32_digits().next().unwrap_or(0) & 3;
-        if a_mod4 == 3 && n_mod4 == 3 {
-            result = -result;
+        // Both odd: order them (reciprocity flips when both are 3 mod 4), then a ← a − n.
+        if limbs_lt(&a, &n) {
+            std::mem::swap(&mut a, &mut n);
+            if a[0] & 3 == 3 && n[0] & 3 == 3 {
+                result = -result;
+            }
         }
-        std::mem::swap(&mut a, &mut n);
-        a %= &n;
+        limbs_sub(&mut a, &n);
     }
-    if n.is_one() { result } else { 0 }
+}
+
+fn limbs_trailing_zeros(v: &[u64]) -> u64 {
+    let mut tz = 0u64;
+    for &w in v {
+        if w == 0 {
+            tz += 64;
+        } else {
+            return tz + u64::from(w.trailing_zeros());
+        }
+    }
+    tz
+}
+
+fn limbs_shr(v: &mut [u64], s: u64) {
+    let words = (s / 64) as usize;
+    let bits = (s % 64) as u32;
+    let len = v.len();
+    for i in 0..len {
+        let lo = v.get(i + words).copied().unwrap_or(0);
+        let hi = v.get(i + words + 1).copied().unwrap_or(0);
+        v[i] = if bits == 0 {
+            lo
+        } else {
+            (lo >> bits) | (hi << (64 - bits))
+        };
+    }
+}
+
+/// `a < b` for trimmed limbs.
+fn limbs_lt(a: &[u64], b: &[u64]) -> bool {
+    if a.len() != b.len() {
+        return a.len() < b.len();
+    }
+    for (x, y) in a.iter().rev().zip(b.iter().rev()) {
+        if x != y {
+            return x < y;
+        }
+    }
+    false
+}
+
+/// `a −= b` for `a ≥ b`.
+fn limbs_sub(a: &mut [u64], b: &[u64]) {
+    let mut borrow = false;
+    for (i, x) in a.iter_mut().enumerate() {
+        let y = b.get(i).copied().unwrap_or(0);
+        let (d1, b1) = x.overflowing_sub(y);
+        let (d2, b2) = d1.overflowing_sub(u64::from(borrow));
+        *x = d2;
+        borrow = b1 || b2;
+    }
 }
 
 /// Small odd primes used to pre-screen Miller–Rabin candidates.
@@ -212,6 +276,25 @@ mod tests {
             assert_eq!(jacobi(&a, &n), jacobi(&a, &p) * jacobi(&a, &q));
         }
         assert_eq!(jacobi(&BigUint::from(3u8), &BigUint::from(9u8)), 0);
+        // Multi-limb values against the multiplicativity in the modulus, and a ≥ n, a = 0.
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        let p = random_prime(200, &mut rng);
+        let q = random_prime(190, &mut rng);
+        let n = &p * &q;
+        for _ in 0..30 {
+            let a = rng.random_biguint(500);
+            assert_eq!(jacobi(&a, &n), jacobi(&a, &p) * jacobi(&a, &q));
+            let e = (&p - 1u8) >> 1;
+            let want = match (&a % &p).modpow(&e, &p) {
+                x if x.is_zero() => 0,
+                x if x.is_one() => 1,
+                _ => -1,
+            };
+            assert_eq!(jacobi(&a, &p), want);
+        }
+        assert_eq!(jacobi(&BigUint::zero(), &n), 0);
+        assert_eq!(jacobi(&BigUint::zero(), &BigUint::one()), 1);
+        assert_eq!(jacobi(&(&p * 3u8), &n), 0);
     }
 
     #[test]

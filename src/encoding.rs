@@ -104,6 +104,78 @@ pub mod biguint_vec_b64u {
     }
 }
 
+/// Packs big integers as one byte string: a 2-byte big-endian width w, then every value as w
+/// big-endian bytes (w is the widest value's length; the empty vector is the empty string).
+pub fn biguint_vec_pack(v: &[BigUint]) -> Vec<u8> {
+    let width = v.iter().map(|x| x.bits().div_ceil(8)).max().unwrap_or(0) as usize;
+    if v.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::with_capacity(2 + width * v.len());
+    out.extend_from_slice(&(width as u16).to_be_bytes());
+    for x in v {
+        let start = out.len();
+        out.resize(start + width, 0);
+        let slot = &mut out[start..];
+        let mut end = width;
+        for d in x.iter_u64_digits() {
+            let take = end.min(8);
+            slot[end - take..end].copy_from_slice(&d.to_be_bytes()[8 - take..]);
+            end -= take;
+            if end == 0 {
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// Unpacks [`biguint_vec_pack`]: refuses a width above `max_width` bytes or a length that is not
+/// a whole number of values.
+pub fn biguint_vec_unpack(bytes: &[u8], max_width: usize) -> Result<Vec<BigUint>, EncodingError> {
+    let Some((w, body)) = bytes.split_first_chunk::<2>() else {
+        return if bytes.is_empty() {
+            Ok(Vec::new())
+        } else {
+            Err(EncodingError::NonCanonical)
+        };
+    };
+    let width = usize::from(u16::from_be_bytes(*w));
+    if width > max_width {
+        return Err(EncodingError::TooLong {
+            len: width,
+            max: max_width,
+        });
+    }
+    if width == 0 || body.is_empty() || body.len() % width != 0 {
+        return Err(EncodingError::NonCanonical);
+    }
+    Ok(body
+        .chunks_exact(width)
+        .map(BigUint::from_bytes_be)
+        .collect())
+}
+
+/// Serde adapter for `Vec<BigUint>` fields as one compact base64url string of fixed-width values
+/// ([`biguint_vec_pack`]): each value bounded by [`MAX_WIRE_BIGINT_BYTES`], the whole string by
+/// [`MAX_WIRE_VEC_BYTES`], both checked before decoding. Protocol code checks counts and ranges.
+pub mod biguint_vec_packed {
+    use super::*;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Serialises as base64url of the packed bytes.
+    pub fn serialize<S: Serializer>(v: &[BigUint], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&b64u(&biguint_vec_pack(v)))
+    }
+
+    /// Deserialises, bounded.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<BigUint>, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        let bytes = b64u_decode(&s, MAX_WIRE_VEC_BYTES).map_err(serde::de::Error::custom)?;
+        biguint_vec_unpack(&bytes, MAX_WIRE_BIGINT_BYTES).map_err(serde::de::Error::custom)
+    }
+}
+
 /// Serde adapter for byte strings as base64url: `#[serde(with = "caucus::encoding::bytes_b64u")]`.
 pub mod bytes_b64u {
     use super::*;
@@ -177,6 +249,10 @@ pub const MAX_WIRE_BIGINT_BYTES: usize = 2048;
 /// Upper bound for a byte string carried inside a JSON message.
 pub const MAX_WIRE_BYTES: usize = 1 << 20;
 
+/// Upper bound for a packed vector of big integers ([`biguint_vec_packed`]): 15 MiB, inside the
+/// default 16 MiB frame.
+pub const MAX_WIRE_VEC_BYTES: usize = 15 << 20;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,5 +274,53 @@ mod tests {
         ));
         assert_eq!(biguint_from_b64u("a+b/", 8), Err(EncodingError::BadBase64));
         assert_eq!(biguint_from_b64u("AQ==", 8), Err(EncodingError::BadBase64));
+    }
+
+    #[test]
+    fn packed_vectors_round_trip_and_refuse_bad_shapes() {
+        let v: Vec<BigUint> = [0u64, 1, 255, 256, u64::MAX]
+            .iter()
+            .map(|&x| BigUint::from(x))
+            .collect();
+        let packed = biguint_vec_pack(&v);
+        assert_eq!(packed.len(), 2 + 8 * v.len());
+        assert_eq!(biguint_vec_unpack(&packed, 8), Ok(v.clone()));
+        assert_eq!(biguint_vec_pack(&[]), Vec::<u8>::new());
+        assert_eq!(biguint_vec_unpack(&[], 8), Ok(vec![]));
+        assert_eq!(
+            biguint_vec_unpack(&[0, 0, 0], 8),
+            Err(EncodingError::NonCanonical),
+            "zero width"
+        );
+        assert_eq!(
+            biguint_vec_unpack(&[0, 2, 1, 2, 3], 8),
+            Err(EncodingError::NonCanonical),
+            "ragged"
+        );
+        assert_eq!(
+            biguint_vec_unpack(&[0, 2], 8),
+            Err(EncodingError::NonCanonical)
+        );
+        assert_eq!(
+            biguint_vec_unpack(&[7], 8),
+            Err(EncodingError::NonCanonical)
+        );
+        assert!(matches!(
+            biguint_vec_unpack(&[0, 9, 1, 2, 3, 4, 5, 6, 7, 8, 9], 8),
+            Err(EncodingError::TooLong { len: 9, max: 8 })
+        ));
+        // The serde adapter bounds the whole string before decoding.
+        #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+        struct W {
+            #[serde(with = "biguint_vec_packed")]
+            v: Vec<BigUint>,
+        }
+        let json = serde_json::to_string(&W { v: v.clone() }).expect("ser");
+        assert_eq!(serde_json::from_str::<W>(&json).expect("de").v, v);
+        let huge = format!(
+            "{{\"v\":\"{}\"}}",
+            "A".repeat(MAX_WIRE_VEC_BYTES / 3 * 4 + 8)
+        );
+        assert!(serde_json::from_str::<W>(&huge).is_err());
     }
 }

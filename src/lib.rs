@@ -18,6 +18,7 @@
 //! - [`keygen`]: distributed Paillier key generation without a trusted dealer (state machine).
 //! - [`decrypt`]: threshold decryption (partial decryptions, combination by any t+1).
 //! - [`sharing`]: Shamir sharing over GF(P) and over the integers (Δ = n! scaling).
+//! - [`monty`]: Montgomery products on fixed-length limbs (fixed-base tables).
 #![forbid(unsafe_code)]
 #![deny(missing_docs, clippy::unwrap_used)]
 
@@ -27,6 +28,7 @@ pub mod decrypt;
 pub mod encoding;
 pub mod error;
 pub mod keygen;
+pub mod monty;
 pub mod msg;
 pub mod paillier;
 pub mod pki;

@@ -45,6 +45,25 @@ fn check_indices(xs: &[u32], n: u32) -> Result<(), SharingError> {
     Ok(())
 }
 
+/// `x mod p`, with a shift-and-add fast path when p is a Mersenne number 2^e − 1 (the public
+/// fields of the key generation are Mersenne primes).
+pub fn reduce_mod(x: BigUint, p: &BigUint) -> BigUint {
+    let e = p.bits();
+    if e > 1 && p.count_ones() == e {
+        let mut x = x;
+        while x.bits() > e {
+            let hi = &x >> e;
+            x &= p;
+            x += hi;
+        }
+        if &x >= p {
+            x -= p;
+        }
+        return x;
+    }
+    x % p
+}
+
 /// Evaluates `Σ coeffs[k]·x^k mod p` (Horner over the integers, one reduction at the end: x is a
 /// small party index).
 pub fn eval_field(coeffs: &[BigUint], x: u32, p: &BigUint) -> BigUint {
@@ -53,7 +72,7 @@ pub fn eval_field(coeffs: &[BigUint], x: u32, p: &BigUint) -> BigUint {
         acc *= x;
         acc += c;
     }
-    acc % p
+    reduce_mod(acc, p)
 }
 
 /// Random polynomial over GF(p) of the given degree with `f(0) = secret mod p`.
@@ -64,7 +83,7 @@ pub fn random_poly_field<R: Rng + ?Sized>(
     rng: &mut R,
 ) -> Vec<BigUint> {
     let mut coeffs = Vec::with_capacity(degree + 1);
-    coeffs.push(secret % p);
+    coeffs.push(reduce_mod(secret.clone(), p));
     for _ in 0..degree {
         coeffs.push(rng.random_biguint_below(p));
     }
@@ -238,6 +257,27 @@ pub fn abs_bits(x: &BigInt) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mersenne_reduction_matches_remainder() {
+        use rand::SeedableRng;
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(71);
+        let m = (BigUint::one() << 521u32) - 1u8;
+        let other = &m - 2u8;
+        for x in [
+            BigUint::zero(),
+            m.clone(),
+            &m + 1u8,
+            &m * &m,
+            &m * &m - 1u8,
+            rng.random_biguint(1042),
+            rng.random_biguint(1300),
+            rng.random_biguint(100),
+        ] {
+            assert_eq!(reduce_mod(x.clone(), &m), &x % &m);
+            assert_eq!(reduce_mod(x.clone(), &other), &x % &other);
+        }
+    }
     use rand::SeedableRng;
     use rand_chacha::ChaCha20Rng;
 

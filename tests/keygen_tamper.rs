@@ -3,6 +3,7 @@
 
 use caucus::keygen::{Body, Keygen, KeygenError, KeygenMessage, Outgoing, Params, run_tag};
 use caucus::testing::{Delivery, try_run_keygen};
+use num_bigint::BigUint;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use serde_json::Value;
@@ -36,6 +37,22 @@ fn big_b64(bytes: usize) -> Value {
     Value::String(caucus::encoding::b64u(&vec![0xffu8; bytes]))
 }
 
+/// Edits the packed vector `v["body"][phase][key]` (one base64url string of fixed-width values).
+fn edit_packed(v: &mut Value, phase: &str, key: &str, f: impl FnOnce(&mut Vec<BigUint>)) {
+    let s = v["body"][phase][key].as_str().expect("packed string");
+    let bytes = caucus::encoding::b64u_decode(s, usize::MAX).expect("b64u");
+    let mut vals = caucus::encoding::biguint_vec_unpack(&bytes, usize::MAX).expect("unpack");
+    f(&mut vals);
+    v["body"][phase][key] = Value::String(caucus::encoding::b64u(
+        &caucus::encoding::biguint_vec_pack(&vals),
+    ));
+}
+
+/// `2^(8·bytes) − 1`.
+fn all_ones(bytes: usize) -> BigUint {
+    BigUint::from_bytes_be(&vec![0xffu8; bytes])
+}
+
 #[test]
 fn wrong_count_names_the_sender() {
     for phase in [
@@ -51,7 +68,9 @@ fn wrong_count_names_the_sender() {
             "values"
         };
         let (victim, err) = tamper_first(phase, |v| {
-            v["body"][phase][key].as_array_mut().expect("array").pop();
+            edit_packed(v, phase, key, |vals| {
+                vals.pop();
+            });
         });
         assert_eq!(victim, 1);
         assert!(
@@ -64,16 +83,16 @@ fn wrong_count_names_the_sender() {
 #[test]
 fn out_of_range_shares_name_the_sender() {
     let (_, err) = tamper_first("product_shares", |v| {
-        v["body"]["product_shares"]["shares"][0] = big_b64(100)
+        edit_packed(v, "product_shares", "shares", |x| x[0] = all_ones(100))
     });
     assert_eq!(err, KeygenError::InvalidShare { culprit: 2 });
     let (_, err) = tamper_first("sieve_open", |v| {
-        v["body"]["sieve_open"]["values"][0] = big_b64(100)
+        edit_packed(v, "sieve_open", "values", |x| x[0] = all_ones(100))
     });
     assert_eq!(err, KeygenError::InvalidShare { culprit: 2 });
     // A biprimality value must be below N (256 bits here).
     let (_, err) = tamper_first("biprime_first", |v| {
-        v["body"]["biprime_first"]["values"][0] = big_b64(33)
+        edit_packed(v, "biprime_first", "values", |x| x[0] = all_ones(33))
     });
     assert_eq!(err, KeygenError::InvalidShare { culprit: 2 });
     let (_, err) = tamper_first("secret_shares", |v| {
@@ -92,12 +111,23 @@ fn out_of_range_shares_name_the_sender() {
 fn truncated_and_malformed_values_name_the_sender() {
     // Truncated to a length no base64url string has.
     let (_, err) = tamper_first("product_open", |v| {
-        let s = v["body"]["product_open"]["values"][0]
+        let s = v["body"]["product_open"]["values"]
             .as_str()
             .expect("s")
             .to_string();
         let cut = s.len() - (s.len() % 4) - 3;
-        v["body"]["product_open"]["values"][0] = Value::String(s[..cut].to_string());
+        v["body"]["product_open"]["values"] = Value::String(s[..cut].to_string());
+    });
+    assert!(
+        matches!(err, KeygenError::Malformed { culprit: 2, .. }),
+        "{err:?}"
+    );
+    // Valid base64url, but not a whole number of values.
+    let (_, err) = tamper_first("product_open", |v| {
+        let s = v["body"]["product_open"]["values"].as_str().expect("s");
+        let mut bytes = caucus::encoding::b64u_decode(s, usize::MAX).expect("b64u");
+        bytes.pop();
+        v["body"]["product_open"]["values"] = Value::String(caucus::encoding::b64u(&bytes));
     });
     assert!(
         matches!(err, KeygenError::Malformed { culprit: 2, .. }),
@@ -105,7 +135,7 @@ fn truncated_and_malformed_values_name_the_sender() {
     );
     // Over the wire bound.
     let (_, err) = tamper_first("sieve_shares", |v| {
-        v["body"]["sieve_shares"]["shares"][0] = big_b64(5000)
+        edit_packed(v, "sieve_shares", "shares", |x| x[0] = all_ones(5000))
     });
     assert!(
         matches!(err, KeygenError::Malformed { culprit: 2, .. }),

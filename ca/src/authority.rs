@@ -255,6 +255,13 @@ fn recorder_loop(store: Arc<Store>, rx: std::sync::mpsc::Receiver<Job>) {
     }
 }
 
+/// Formats an enrolment token: the prefix `cct_` and base64url of 128 random bits. The prefix makes
+/// tokens recognisable to secret scanners and, since base64url may begin with `-`, keeps a token from
+/// being read as a command-line option (`caucus enroll --token -Tv...` would otherwise fail).
+pub fn new_token(random: &[u8; 16]) -> String {
+    format!("cct_{}", caucus::encoding::b64u(random))
+}
+
 /// SHA-256 of a token's text: how tokens are stored at rest.
 pub fn token_hash(token: &str) -> [u8; 32] {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
@@ -407,7 +414,7 @@ impl Authority {
         let mut tokens = BTreeMap::new();
         let mut hashes = Vec::with_capacity(parties.len());
         for p in parties {
-            let token = caucus::encoding::b64u(&random_bytes::<16>()?);
+            let token = new_token(&random_bytes::<16>()?);
             hashes.push((token_hash(&token), p.clone()));
             tokens.insert(p.clone(), token);
         }
@@ -660,6 +667,15 @@ mod tests {
             tokens: [("a".to_string(), "SECRET-TOKEN".to_string())].into(),
         };
         assert!(!format!("{s:?}").contains("SECRET"));
+    }
+
+    #[test]
+    fn tokens_never_look_like_options() {
+        // 0xf9 0x3f... encodes to base64url starting with '-'.
+        let t = new_token(&[0xf9; 16]);
+        assert!(t.starts_with("cct_-"), "{t}");
+        assert!(!t.starts_with('-'));
+        assert_eq!(t.len(), 4 + 22);
     }
 
     #[test]

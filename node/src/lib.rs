@@ -14,13 +14,16 @@
 //! - [`threshold`]: encryption, threshold decryption by any t+1 parties, the secure sum.
 //! - [`demo`]: `caucus demo`, a CA and three nodes in one process, every step narrated.
 //! - [`commands`]: the code of each CLI command (`init`, `enroll`, `peers`, `serve`).
-//! - [`bench`]: `caucus bench keygen|paillier|enroll|messages` drivers.
+//! - [`blob`]: encrypted chunked blob transfer: the store (inbox, outbox, redb index) and the
+//!   `post/blob` exchange over the transport.
+//! - [`bench`]: `caucus bench keygen|paillier|enroll|messages|blob` drivers.
 //! - [`pool`]: the background filler thread of the Paillier r^N pool.
 //! - `testing` (feature `test-util`): an in-process test PKI and raw TLS clients for tests.
 #![forbid(unsafe_code)]
 #![deny(missing_docs, clippy::unwrap_used)]
 
 pub mod bench;
+pub mod blob;
 pub mod ca_client;
 pub mod commands;
 pub mod config;

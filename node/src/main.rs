@@ -48,8 +48,7 @@ enum Command {
         /// Root fingerprint (SHA-256, hex, colons allowed), as printed by `caucus-ca init`.
         #[arg(long)]
         fingerprint: String,
-        /// Single-use token (base64url: it may start with '-').
-        #[arg(long, allow_hyphen_values = true)]
+        #[arg(long)]
         token: String,
         /// Where peers reach this node, host:port.
         #[arg(long)]
@@ -66,9 +65,9 @@ enum Command {
         #[arg(long)]
         dir: PathBuf,
     },
-    /// Run the node daemon: serve peers over mutual TLS until SIGINT/SIGTERM.
+    /// Run the node daemon: serve peers (messages and blobs) over mutual TLS until SIGINT/SIGTERM.
     Serve {
-        /// Print one JSON object when listening instead of human output.
+        /// Print one JSON object on stdout instead of human output.
         #[arg(long)]
         json: bool,
         #[arg(long)]
@@ -77,6 +76,9 @@ enum Command {
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
     },
+    /// Encrypted blobs: send, list, get.
+    #[command(subcommand)]
+    Blob(BlobCommand),
     /// Distributed Paillier key generation with the session's parties (every party runs it).
     Keygen {
         /// Print one JSON object on stdout instead of human output.
@@ -168,6 +170,121 @@ enum Command {
     /// Benchmarks (measured, not asserted; see TARGETS.md).
     #[command(subcommand)]
     Bench(caucus_node::bench::BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum BlobCommand {
+    /// Encrypt FILE once and send it to each recipient (from the roster); waits for receipts.
+    Send {
+        /// Print one JSON object on stdout instead of human output.
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        dir: PathBuf,
+        /// Recipient names, comma separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        to: Vec<String>,
+        /// Plaintext bytes per chunk (1 KiB to 1 MiB).
+        #[arg(long, default_value_t = caucus::blob::stream::DEFAULT_CHUNK_SIZE)]
+        chunk_size: u32,
+        /// Show a progress line on stderr (default: when stderr is a terminal).
+        #[arg(long)]
+        progress: bool,
+        file: PathBuf,
+    },
+    /// List received blobs (partial transfers are never listed).
+    List {
+        /// Print one JSON object on stdout instead of human output.
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Decrypt a received blob with this node's key (checks every chunk and the SHA-256).
+    Get {
+        /// Print one JSON object on stdout instead of human output.
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        dir: PathBuf,
+        /// Blob id (32 hex digits, from `caucus blob list`).
+        id: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+async fn blob_command(cmd: BlobCommand) -> anyhow::Result<()> {
+    use caucus_node::blob::cli;
+    match cmd {
+        BlobCommand::Send {
+            json,
+            dir,
+            to,
+            chunk_size,
+            progress,
+            file,
+        } => {
+            let mut args = cli::SendArgs::new(to, file);
+            args.chunk_size = chunk_size;
+            args.progress = progress.then_some(true);
+            let r = cli::send(&NodeDir::new(dir), &args).await?;
+            if json {
+                print_json(&r)?;
+            } else {
+                println!("blob {} ({:?}, {} bytes)", r.blob_id, r.name, r.size);
+                for t in &r.recipients {
+                    println!(
+                        "  {}: receipt at {} ms; {} chunks ({} bytes) sent in {:.2} s, {:.1} MB/s{}",
+                        t.name,
+                        t.received_ms,
+                        t.chunks_sent,
+                        t.bytes_sent,
+                        t.transfer_s,
+                        t.mb_per_s,
+                        if t.resumed_from > 0 {
+                            format!(", resumed from chunk {}", t.resumed_from)
+                        } else {
+                            String::new()
+                        }
+                    );
+                }
+            }
+        }
+        BlobCommand::List { json, dir } => {
+            let r = cli::list(&NodeDir::new(dir))?;
+            if json {
+                print_json(&serde_json::json!({ "blobs": r }))?;
+            } else {
+                println!(
+                    "{:<32}  {:>12}  {:<12}  {:<20}  NAME",
+                    "ID", "SIZE", "SENDER", "RECEIVED"
+                );
+                for b in &r {
+                    println!(
+                        "{:<32}  {:>12}  {:<12}  {:<20}  {}",
+                        b.id,
+                        b.size,
+                        b.sender,
+                        fmt_time(b.received_ms / 1000),
+                        b.name
+                    );
+                }
+            }
+        }
+        BlobCommand::Get { json, dir, id, out } => {
+            let r = cli::get(&NodeDir::new(dir), &id, &out)?;
+            if json {
+                print_json(&r)?;
+            } else {
+                println!(
+                    "wrote {} ({} bytes, sha-256 {} verified)",
+                    r.out, r.size, r.sha256
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -286,7 +403,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Serve { json, dir, listen } => commands::serve::run(&dir, listen, json).await?,
+        Command::Serve { json, dir, listen } => {
+            commands::serve::run(&dir, listen, json).await?;
+        }
+        Command::Blob(cmd) => blob_command(cmd).await?,
         Command::Keygen {
             json,
             dir,

@@ -2,7 +2,7 @@
 //! the distributed keygen, encryption, the secure sum and threshold decryption (with a party
 //! down, and in a later session with new certificates); a party killed mid-keygen, a party that
 //! never shows up, a node of another session and a revoked node make the others fail naming it;
-//! `caucus demo` runs to completion. Small keys (512 bits) except where a long run is needed.
+//! `caucus demo` (blob share included) runs to completion. Small keys (512 bits) except where a long run is needed.
 //!
 //! Needs the `caucus-ca` binary next to `caucus`: `cargo test --workspace` builds it.
 
@@ -495,6 +495,13 @@ fn demo_runs_to_completion() {
     assert!(text.contains("demo complete"), "{text}");
     assert!(text.contains("learns total = 4925"), "{text}");
     assert!(text.contains("decrypts 424242"), "{text}");
+    assert_eq!(text.matches("… matches").count(), 2, "{text}");
+    for n in ["bob", "carol"] {
+        assert_eq!(
+            std::fs::read(dir.join(n).join("received-dataset.csv")).expect("received"),
+            std::fs::read(dir.join("shared-dataset.csv")).expect("sent")
+        );
+    }
     for n in ["alice", "bob", "carol"] {
         assert!(dir.join(n).join("keyshare.json").exists());
     }

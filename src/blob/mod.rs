@@ -12,11 +12,14 @@
 //! * In memory: [`seal_blob`] / [`open_blob`].
 //! * Streaming, sans-IO: [`BlobHeader::build`] + [`StreamWriter`]; [`StreamReader`] or
 //!   [`StreamKey::open_chunk`] for random access (resumed transfers).
+//! * The transfer protocol's messages (`post/blob`, accept, chunk frames, `blob/end`,
+//!   receipt): [`transfer`].
 //! * Over `std::io`: [`EncryptingWriter`] / [`DecryptingReader`] (no files here: any `Read` /
 //!   `Write`).
 
 pub mod format;
 pub mod stream;
+pub mod transfer;
 
 pub use format::{BlobHeader, BlobId, BlobLimits, Recipient};
 pub use stream::{

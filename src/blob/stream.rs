@@ -16,7 +16,7 @@
 
 use std::io::{self, Read, Write};
 
-use aes_gcm::aead::{Aead, Payload};
+use aes_gcm::aead::{Aead, AeadInOut, Payload};
 use aes_gcm::{Aes256Gcm, KeyInit};
 use aws_lc_rs::digest;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
@@ -218,6 +218,82 @@ impl StreamKey {
                 },
             )
             .map_err(|_| BlobError::DecryptionFailed)
+    }
+
+    /// Seals one chunk into `out` (cleared first; its allocation is reused), so a sender can
+    /// encrypt a whole blob with one buffer. Same result as [`encrypt_chunk`](Self::encrypt_chunk).
+    pub fn encrypt_chunk_into(
+        &self,
+        index: u64,
+        last: bool,
+        plaintext: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), BlobError> {
+        out.clear();
+        out.extend_from_slice(plaintext);
+        let tag = self
+            .cipher
+            .encrypt_inout_detached(
+                &Self::nonce(index, last),
+                &self.aad,
+                out.as_mut_slice().into(),
+            )
+            .map_err(|_| BlobError::Crypto)?;
+        out.extend_from_slice(&tag);
+        Ok(())
+    }
+
+    /// Opens one chunk into `out` (cleared first; its allocation is reused) without copying the
+    /// ciphertext first: AES-GCM runs from `ciphertext` straight into `out`. Any failure is
+    /// [`BlobError::DecryptionFailed`] and leaves `out` empty (no unauthenticated plaintext).
+    pub fn decrypt_chunk_into(
+        &self,
+        index: u64,
+        last: bool,
+        ciphertext: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), BlobError> {
+        out.clear();
+        let Some(body_len) = ciphertext.len().checked_sub(TAG_LEN) else {
+            return Err(BlobError::DecryptionFailed);
+        };
+        let (body, tag) = ciphertext.split_at(body_len);
+        let tag = aes_gcm::Tag::try_from(tag).map_err(|_| BlobError::DecryptionFailed)?;
+        out.resize(body_len, 0);
+        let inout = aes_gcm::aead::inout::InOutBuf::new(body, out.as_mut_slice())
+            .map_err(|_| BlobError::DecryptionFailed)?;
+        if self
+            .cipher
+            .decrypt_inout_detached(&Self::nonce(index, last), &self.aad, inout, &tag)
+            .is_err()
+        {
+            out.zeroize();
+            out.clear();
+            return Err(BlobError::DecryptionFailed);
+        }
+        Ok(())
+    }
+
+    /// [`open_chunk`](Self::open_chunk) into a reusable buffer (see
+    /// [`decrypt_chunk_into`](Self::decrypt_chunk_into)).
+    pub fn open_chunk_into(
+        &self,
+        index: u64,
+        ciphertext: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), BlobError> {
+        let expected = self
+            .layout
+            .cipher_len(index)
+            .ok_or(BlobError::TrailingData)?;
+        if ciphertext.len() != expected {
+            return Err(BlobError::BadChunkSize {
+                index,
+                len: ciphertext.len(),
+                expected,
+            });
+        }
+        self.decrypt_chunk_into(index, self.layout.is_last(index), ciphertext, out)
     }
 
     /// Opens chunk `index` of this blob, checking it exists ([`BlobError::TrailingData`]
@@ -705,6 +781,40 @@ mod tests {
         w.write_all(&data).expect("write");
         let partial = w.inner.clone();
         assert_eq!(code(read_all(&partial)), Some(BlobError::Truncated));
+    }
+
+    #[test]
+    fn into_variants_match_and_reuse_buffers() {
+        let (h, k, data, _) = setup(2500, 1024);
+        let key = StreamKey::new(&k, &h).expect("key");
+        let mut ct = Vec::new();
+        let mut pt = Vec::new();
+        for (i, piece) in data.chunks(1024).enumerate() {
+            let last = i == 2;
+            key.encrypt_chunk_into(i as u64, last, piece, &mut ct)
+                .expect("enc");
+            assert_eq!(ct, key.encrypt_chunk(i as u64, last, piece).expect("enc"));
+            key.open_chunk_into(i as u64, &ct, &mut pt).expect("open");
+            assert_eq!(pt, piece);
+        }
+        ct[0] ^= 1;
+        assert_eq!(
+            key.decrypt_chunk_into(2, true, &ct, &mut pt),
+            Err(BlobError::DecryptionFailed)
+        );
+        assert!(pt.is_empty(), "no unauthenticated plaintext is left");
+        assert_eq!(
+            key.decrypt_chunk_into(0, false, &[0; 15], &mut pt),
+            Err(BlobError::DecryptionFailed)
+        );
+        assert!(matches!(
+            key.open_chunk_into(0, &ct, &mut pt),
+            Err(BlobError::BadChunkSize { index: 0, .. })
+        ));
+        assert_eq!(
+            key.open_chunk_into(3, &ct, &mut pt),
+            Err(BlobError::TrailingData)
+        );
     }
 
     #[test]

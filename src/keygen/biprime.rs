@@ -1,14 +1,18 @@
 //! Phase 4: the Boneh–Franklin biprimality test, with bases derived from public data so that no
 //! round is spent agreeing on them.
 //!
-//! Jacobi test (BF §3): for g ∈ Z*_N with (g/N) = 1, party 1 publishes
-//! `v_1 = g^((N − p_1 − q_1 + 1)/4)` and party i > 1 publishes `v_i = g^((p_i + q_i)/4)`; the test
-//! passes when `v_1 ≡ ±∏_{i>1} v_i (mod N)`, i.e. `g^(φ/4) = ±1` for φ = N − p − q + 1.
+//! Jacobi test (BF §3): for g ∈ Z*_N with (g/N) = 1, each party i publishes `v_i = g^(e_i)` with
+//! `e_i = (p_i + q_i − 2·[i = 1])/4`, except one *designated* party d, which publishes
+//! `v_d = g^((N − 1)/4 − e_d)`; the test passes when `v_d ≡ ±∏_{i≠d} v_i (mod N)`, i.e.
+//! `g^(φ/4) = ±1` for φ = N − p − q + 1 = (N − 1) − Σ 4·e_i. With d = 1 this is BF's original
+//! assignment; the key generation rotates d over the parties so that the k-bit exponentiation
+//! does not always fall on party 1 (what is revealed is the same: `v_d` and `g^(e_d)` determine
+//! each other given the public `g^((N − 1)/4)`).
 //!
 //! Twisted-group test (BF, the step that rules out N = p^a·q^b, which TNO skips): in
 //! T = (Z_N[x]/(x² + 1))* / Z_N*, of order (p + 1)(q + 1) when N = pq with p ≡ q ≡ 3 (mod 4), every
-//! u satisfies `u^(N + 1 + p + q) = 1`. Party 1 publishes `u^(N + 1 + p_1 + q_1)`, party i > 1
-//! publishes `u^(p_i + q_i)`; the test passes when the product is a scalar (its x-coefficient is 0).
+//! u satisfies `u^(N + 1 + p + q) = 1`. The designated party publishes `u^(N + 1 + p_d + q_d)`, the
+//! others `u^(p_i + q_i)`; the test passes when the product is a scalar (its x-coefficient is 0).
 
 use num_bigint::BigUint;
 use num_integer::Integer;
@@ -83,6 +87,16 @@ pub fn small_jacobi_base(run: &[u8], n: &BigUint) -> BigUint {
     BigUint::from(3u8)
 }
 
+/// `g^e mod n` for a small base from [`small_jacobi_base`] (Montgomery squarings and cheap
+/// word multiplications, [`crate::monty::Monty::pow_small`]).
+pub fn small_base_pow(g: &BigUint, e: &BigUint, n: &BigUint) -> BigUint {
+    use num_traits::ToPrimitive;
+    match (g.to_u64(), crate::monty::Monty::new(n)) {
+        (Some(g), Some(mt)) => mt.pow_small(g, e),
+        _ => g.modpow(e, n),
+    }
+}
+
 /// The twisted-group base number `idx`: (a, b) with b ≠ 0, from a hash of (run, N, idx, counter).
 pub fn twisted_base(run: &[u8], n: &BigUint, idx: u32) -> (BigUint, BigUint) {
     let nb = n.to_bytes_be();
@@ -115,15 +129,44 @@ pub fn twisted_mul(
     (re, im)
 }
 
-/// u^e in Z_N[x]/(x² + 1) (left-to-right square and multiply).
+/// u^e in Z_N[x]/(x² + 1) (left-to-right square and multiply, in Montgomery form for odd N).
 pub fn twisted_pow(u: &(BigUint, BigUint), e: &BigUint, n: &BigUint) -> (BigUint, BigUint) {
-    let mut acc = (BigUint::one(), BigUint::zero());
+    let Some(mt) = crate::monty::Monty::new(n) else {
+        return twisted_pow_plain(u, e, n);
+    };
+    let l = mt.limbs();
+    let (c, d) = (mt.to_mont(&u.0), mt.to_mont(&u.1));
+    let mut a = mt.one().to_vec();
+    let mut b = vec![0u64; l];
+    let (mut s, mut t, mut x, mut y) = (vec![0u64; l], vec![0u64; l], vec![0u64; l], vec![0u64; l]);
+    let mut z = mt.scratch();
     for i in (0..e.bits()).rev() {
         // (a + bx)² = (a + b)(a − b) + 2ab·x
-        let (a, b) = &acc;
-        let re = ((a + b) * (a + n - b)) % n;
-        let im = (a * b * 2u8) % n;
-        acc = (re, im);
+        mt.add_mod(&a, &b, &mut s);
+        mt.sub_mod(&a, &b, &mut t);
+        mt.mul(&a, &b, &mut x, &mut z);
+        mt.mul(&s, &t, &mut a, &mut z);
+        mt.add_mod(&x, &x, &mut b);
+        if e.bit(i) {
+            // (a + bx)(c + dx) = (ac − bd) + ((a + b)(c + d) − ac − bd)·x
+            mt.mul(&a, &c, &mut x, &mut z);
+            mt.mul(&b, &d, &mut y, &mut z);
+            mt.add_mod(&a, &b, &mut s);
+            mt.add_mod(&c, &d, &mut t);
+            mt.mul(&s, &t, &mut b, &mut z);
+            mt.sub_mod(&b, &x, &mut s);
+            mt.sub_mod(&s, &y, &mut b);
+            mt.sub_mod(&x, &y, &mut a);
+        }
+    }
+    (mt.to_plain(&a), mt.to_plain(&b))
+}
+
+/// [`twisted_pow`] with plain big-integer arithmetic (even moduli).
+fn twisted_pow_plain(u: &(BigUint, BigUint), e: &BigUint, n: &BigUint) -> (BigUint, BigUint) {
+    let mut acc = (BigUint::one() % n, BigUint::zero());
+    for i in (0..e.bits()).rev() {
+        acc = twisted_mul(&acc, &acc, n);
         if e.bit(i) {
             acc = twisted_mul(&acc, u, n);
         }
@@ -131,13 +174,18 @@ pub fn twisted_pow(u: &(BigUint, BigUint), e: &BigUint, n: &BigUint) -> (BigUint
     acc
 }
 
-/// Whether the combined Jacobi-test values pass: `v_1 ≡ ±∏_{i>1} v_i`.
-pub fn jacobi_check(values: &[&BigUint], n: &BigUint) -> bool {
-    let Some((v1, rest)) = values.split_first() else {
+/// Whether the combined Jacobi-test values pass: `v_d ≡ ±∏_{i≠d} v_i` where `d` is the position
+/// of the party that carried the public part of the exponent.
+pub fn jacobi_check(values: &[&BigUint], d: usize, n: &BigUint) -> bool {
+    let Some(vd) = values.get(d) else {
         return false;
     };
-    let prod = rest.iter().fold(BigUint::one(), |acc, v| (acc * *v) % n);
-    **v1 == prod || (*v1 + &prod) == *n
+    let prod = values
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| i != d)
+        .fold(BigUint::one(), |acc, (_, v)| (acc * *v) % n);
+    **vd == prod || (*vd + &prod) == *n
 }
 
 /// Whether the combined twisted-group values pass: the product is a unit scalar.
@@ -168,7 +216,8 @@ mod tests {
             let g = jacobi_base(b"run", &n, idx);
             let v1 = g.modpow(&((&n + 1u8 - &p1 - &q1) / &four), &n);
             let v2 = g.modpow(&((&p2 + &q2) / &four), &n);
-            jac &= jacobi_check(&[&v1, &v2], &n);
+            jac &= jacobi_check(&[&v1, &v2], 0, &n);
+            jac &= jacobi_check(&[&v2, &v1], 1, &n);
         }
         let mut tw = true;
         for idx in 0..4 {
@@ -232,6 +281,22 @@ mod tests {
                     "{a}/{m}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn twisted_pow_matches_plain_arithmetic() {
+        let mut rng = ChaCha20Rng::seed_from_u64(24);
+        for bits in [70u64, 256, 1024] {
+            let n =
+                arith::random_prime(bits / 2, &mut rng) * arith::random_prime(bits / 2, &mut rng);
+            let u = twisted_base(b"r", &n, 0);
+            for e in [0u32, 1, 2, 3, 1000, 65_537] {
+                let e = BigUint::from(e);
+                assert_eq!(twisted_pow(&u, &e, &n), twisted_pow_plain(&u, &e, &n));
+            }
+            let e = &n + 12_345u32;
+            assert_eq!(twisted_pow(&u, &e, &n), twisted_pow_plain(&u, &e, &n));
         }
     }
 

@@ -1,16 +1,18 @@
 //! Key-generation wire messages. Every message carries a [`Header`] (format version, the run tag,
 //! the step counter and the batch counter) and one [`Body`] whose variant names the phase. Big
-//! integers are base64url (bounded on decode); signed integers add a leading `-`.
+//! integers are base64url (bounded on decode); signed integers add a leading `-`. The batch vectors
+//! travel as one base64url string each: a 2-byte width, then fixed-width big-endian values
+//! ([`crate::encoding::biguint_vec_pack`]).
 
 use num_bigint::{BigInt, BigUint};
 use serde::{Deserialize, Serialize};
 
 use super::KeygenError;
-use crate::encoding::{biguint_vec_b64u, bytes_b64u};
+use crate::encoding::{biguint_vec_packed, bytes_b64u};
 use crate::paillier::encoding::bigint_b64u;
 
-/// Current message format version.
-pub const MESSAGE_VERSION: u16 = 1;
+/// Current message format version (2: packed batch vectors).
+pub const MESSAGE_VERSION: u16 = 2;
 
 /// The phase a message belongs to (the [`Body`] variant).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,37 +58,37 @@ pub enum Body {
     /// Three field elements per sieve variant: shares of c_p, c_q and M·R.
     SieveShares {
         /// flattened triples
-        #[serde(with = "biguint_vec_b64u")]
+        #[serde(with = "biguint_vec_packed")]
         shares: Vec<BigUint>,
     },
     /// One field element per sieve variant.
     SieveOpen {
         /// points V(j)
-        #[serde(with = "biguint_vec_b64u")]
+        #[serde(with = "biguint_vec_packed")]
         values: Vec<BigUint>,
     },
     /// Three field elements per candidate: shares of p_i, q_i and a zero.
     ProductShares {
         /// flattened triples
-        #[serde(with = "biguint_vec_b64u")]
+        #[serde(with = "biguint_vec_packed")]
         shares: Vec<BigUint>,
     },
     /// One field element per candidate.
     ProductOpen {
         /// points N(j)
-        #[serde(with = "biguint_vec_b64u")]
+        #[serde(with = "biguint_vec_packed")]
         values: Vec<BigUint>,
     },
     /// One value mod N per surviving candidate.
     BiprimeFirst {
         /// v_i per survivor
-        #[serde(with = "biguint_vec_b64u")]
+        #[serde(with = "biguint_vec_packed")]
         values: Vec<BigUint>,
     },
     /// Per finalist: s − 1 values mod N, then two per twisted-group round.
     BiprimeRest {
         /// flattened per finalist
-        #[serde(with = "biguint_vec_b64u")]
+        #[serde(with = "biguint_vec_packed")]
         values: Vec<BigUint>,
     },
     /// Integer shares F_i(j), B_i(j), Z_i(j).

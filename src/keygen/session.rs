@@ -391,10 +391,10 @@ impl Keygen {
             let sp = sharing::share_field(&cp, ctx.t, ctx.n, &ctx.field, &mut self.rng);
             let sq = sharing::share_field(&cq, ctx.t, ctx.n, &ctx.field, &mut self.rng);
             let sz = sharing::share_field(&mask, 2 * ctx.t, ctx.n, &ctx.field, &mut self.rng);
-            for (j, v) in per.iter_mut().enumerate() {
-                v.push(sp[j].clone());
-                v.push(sq[j].clone());
-                v.push(sz[j].clone());
+            for (v, ((a, b), z)) in per.iter_mut().zip(sp.into_iter().zip(sq).zip(sz)) {
+                v.push(a);
+                v.push(b);
+                v.push(z);
             }
         }
         self.batch_state().slots = slots;
@@ -417,7 +417,8 @@ impl Keygen {
                     b += &v[3 * s + 1];
                     z += &v[3 * s + 2];
                 }
-                ((a % p) * (b % p) + z) % p
+                let ab = sharing::reduce_mod(a, p) * sharing::reduce_mod(b, p);
+                sharing::reduce_mod(ab + z, p)
             })
             .collect()
     }
@@ -431,7 +432,7 @@ impl Keygen {
                 for (body, l) in msgs.values().zip(&self.ctx.lagrange) {
                     acc += &body.values()[s] * l;
                 }
-                acc % p
+                sharing::reduce_mod(acc, p)
             })
             .collect()
     }
@@ -517,10 +518,10 @@ impl Keygen {
                 &ctx.field,
                 &mut self.rng,
             );
-            for (j, v) in per.iter_mut().enumerate() {
-                v.push(sp[j].clone());
-                v.push(sq[j].clone());
-                v.push(sz[j].clone());
+            for (v, ((a, b), z)) in per.iter_mut().zip(sp.into_iter().zip(sq).zip(sz)) {
+                v.push(a);
+                v.push(b);
+                v.push(z);
             }
             ps.push(pi);
             qs.push(qi);
@@ -585,7 +586,9 @@ impl Keygen {
                 .iter()
                 .map(|&c| {
                     let g = biprime::small_jacobi_base(&ctx.run, &b.n[c]);
-                    g.modpow(&jacobi_exponent(ctx, &b.n[c], &b.p[c], &b.q[c]), &b.n[c])
+                    let d = designated(ctx, c, 0);
+                    let e = jacobi_exponent(ctx, &b.n[c], &b.p[c], &b.q[c], d);
+                    biprime::small_base_pow(&g, &e, &b.n[c])
                 })
                 .collect()
         };
@@ -607,7 +610,8 @@ impl Keygen {
             more = b.bf_cursor < b.survivors.len();
             for (i, &c) in b.bf_chunk.iter().enumerate() {
                 let vals: Vec<&BigUint> = msgs.values().map(|body| &body.values()[i]).collect();
-                if biprime::jacobi_check(&vals, &b.n[c]) {
+                let d = designated_position(&self.ctx, c, 0);
+                if biprime::jacobi_check(&vals, d, &b.n[c]) {
                     finalists.push(c);
                     if finalists.len() == MAX_FINALISTS {
                         break;
@@ -631,13 +635,21 @@ impl Keygen {
         let mut values = Vec::with_capacity(finalists.len() * self.rest_per_finalist());
         for &c in &finalists {
             let n = &b.n[c];
-            let e = jacobi_exponent(ctx, n, &b.p[c], &b.q[c]);
+            let own = jacobi_exponent(ctx, n, &b.p[c], &b.q[c], false);
+            let big = jacobi_exponent(ctx, n, &b.p[c], &b.q[c], true);
+            let mt = crate::monty::Monty::new(n);
             for idx in 1..ctx.params.biprime_rounds {
-                values.push(biprime::jacobi_base(&ctx.run, n, idx).modpow(&e, n));
+                let g = biprime::jacobi_base(&ctx.run, n, idx);
+                let e = if designated(ctx, c, idx) { &big } else { &own };
+                values.push(match &mt {
+                    Some(mt) => mt.pow(&g, e),
+                    None => g.modpow(e, n),
+                });
             }
-            let et = twisted_exponent(ctx, n, &b.p[c], &b.q[c]);
             for idx in 0..ctx.params.twisted_rounds {
                 let u = biprime::twisted_base(&ctx.run, n, idx);
+                let d = designated(ctx, c, ctx.params.biprime_rounds + idx);
+                let et = twisted_exponent(ctx, n, &b.p[c], &b.q[c], d);
                 let (x, y) = biprime::twisted_pow(&u, &et, n);
                 values.push(x);
                 values.push(y);
@@ -662,7 +674,8 @@ impl Keygen {
                 let at = |body: &Body, i: usize| body.values()[f * per + i].clone();
                 let jac_ok = (0..jac).all(|i| {
                     let vals: Vec<BigUint> = msgs.values().map(|body| at(body, i)).collect();
-                    biprime::jacobi_check(&vals.iter().collect::<Vec<_>>(), n)
+                    let d = designated_position(&self.ctx, c, i as u32 + 1);
+                    biprime::jacobi_check(&vals.iter().collect::<Vec<_>>(), d, n)
                 });
                 let tw_ok = jac_ok
                     && (0..self.ctx.params.twisted_rounds as usize).all(|r| {
@@ -781,22 +794,52 @@ impl BatchState {
     }
 }
 
-/// Party 1: (N + 1 − p_1 − q_1)/4; others: (p_i + q_i)/4 (exact: p_1 ≡ q_1 ≡ 3, p_i ≡ q_i ≡ 0 mod 4).
-fn jacobi_exponent(ctx: &Context, n: &BigUint, p: &BigUint, q: &BigUint) -> BigUint {
-    if ctx.index == 1 {
-        (n + 1u8 - p - q) >> 2u32
+/// Phase 4 > which party carries the public part of the exponent in test `round` of candidate
+/// `c`: party `(c + round) mod n + 1`, so the k-bit exponentiations rotate over the parties
+/// instead of all falling on party 1 (each test costs every party about the same on average).
+fn designated(ctx: &Context, c: usize, round: u32) -> bool {
+    designated_position(ctx, c, round) + 1 == ctx.index as usize
+}
+
+/// The designated party's position (index − 1) in index-ordered values.
+fn designated_position(ctx: &Context, c: usize, round: u32) -> usize {
+    (c + round as usize) % ctx.n as usize
+}
+
+/// Jacobi-test exponent. Own part e_i = (p_i + q_i − 2·[i = 1])/4 (exact: p_1 ≡ q_1 ≡ 3 and
+/// p_i ≡ q_i ≡ 0 mod 4); the designated party sends (N − 1)/4 − e_i instead, so that
+/// φ/4 = (N − 1)/4 − Σ e_i and g^(φ/4) = ±1 ⇔ v_d = ±∏_{i≠d} v_i. Party 1 designated sends
+/// (N + 1 − p_1 − q_1)/4, as in BF.
+fn jacobi_exponent(
+    ctx: &Context,
+    n: &BigUint,
+    p: &BigUint,
+    q: &BigUint,
+    designated: bool,
+) -> BigUint {
+    let own = if ctx.index == 1 {
+        (p + q - 2u8) >> 2u32
     } else {
         (p + q) >> 2u32
+    };
+    if designated {
+        ((n - 1u8) >> 2u32) - own
+    } else {
+        own
     }
 }
 
-/// Party 1: N + 1 + p_1 + q_1; others: p_i + q_i.
-fn twisted_exponent(ctx: &Context, n: &BigUint, p: &BigUint, q: &BigUint) -> BigUint {
-    if ctx.index == 1 {
-        n + 1u8 + p + q
-    } else {
-        p + q
-    }
+/// Twisted-group exponent: p_i + q_i, plus N + 1 for the designated party (the product of all
+/// values is u^(N + 1 + p + q)).
+fn twisted_exponent(
+    ctx: &Context,
+    n: &BigUint,
+    p: &BigUint,
+    q: &BigUint,
+    designated: bool,
+) -> BigUint {
+    let _ = ctx;
+    if designated { n + 1u8 + p + q } else { p + q }
 }
 
 #[allow(clippy::panic)]

@@ -101,46 +101,134 @@ pub(crate) fn apply_open(ctx: &Context, cand: &mut CandSieve, slot: &Slot, v: &B
 
 /// Residues of big integers modulo many small primes: the primes are grouped so that each group's
 /// product g fits 32 bits, and `x mod g` is one pass of 64×32-bit multiply-adds with precomputed
-/// `2^(64i) mod g`, followed by cheap 64-bit reductions per prime. Used for the sieve openings and
-/// for trial division of candidate moduli (Phase 3).
+/// `2^(64i) mod g`, followed by cheap per-prime steps. No hardware division: reductions mod g use a
+/// precomputed reciprocal (Barrett), divisibility by p uses p⁻¹ mod 2^64 (Granlund–Montgomery /
+/// Lemire) and residues mod p use Lemire's fastmod. Used for the sieve openings and for trial
+/// division of candidate moduli (Phase 3).
 #[derive(Clone, Debug)]
 pub(crate) struct SmallPrimeReducer {
-    groups: Vec<(u64, Vec<u32>)>,
-    /// `pow[g][i] = 2^(64 i) mod g`.
-    pow: Vec<Vec<u64>>,
+    groups: Vec<Group>,
     limbs: usize,
+}
+
+#[derive(Clone, Debug)]
+struct Group {
+    g: u64,
+    /// ⌊(2^64 − 1)/g⌋.
+    ginv: u64,
+    /// `pow[i] = 2^(64 i) mod g`.
+    pow: Vec<u64>,
+    primes: Vec<SmallPrime>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct SmallPrime {
+    p: u32,
+    /// p⁻¹ mod 2^64 (p odd; 0 for p = 2, which takes the slow path).
+    pinv: u64,
+    /// ⌊(2^64 − 1)/p⌋.
+    lim: u64,
+    /// ⌊(2^64 − 1)/p⌋ + 1 (Lemire's fastmod constant).
+    fm: u64,
+}
+
+impl SmallPrime {
+    fn new(p: u32) -> Self {
+        let p64 = u64::from(p);
+        let pinv = if p % 2 == 1 {
+            let mut x: u64 = 1;
+            for _ in 0..6 {
+                x = x.wrapping_mul(2u64.wrapping_sub(p64.wrapping_mul(x)));
+            }
+            x
+        } else {
+            0
+        };
+        Self {
+            p,
+            pinv,
+            lim: u64::MAX / p64,
+            fm: (u64::MAX / p64).wrapping_add(1),
+        }
+    }
+
+    /// `r mod p` for `r < 2^32`.
+    fn rem(&self, r: u64) -> u32 {
+        if self.p < 2 {
+            return 0;
+        }
+        let low = self.fm.wrapping_mul(r);
+        ((u128::from(low) * u128::from(self.p)) >> 64) as u32
+    }
+
+    /// Whether p divides `r` (any u64).
+    fn divides(&self, r: u64) -> bool {
+        if self.pinv == 0 {
+            return r.is_multiple_of(u64::from(self.p.max(1)));
+        }
+        r.wrapping_mul(self.pinv) <= self.lim
+    }
+}
+
+impl Group {
+    /// `x mod g` for any u64 `x` (Barrett with ⌊(2^64 − 1)/g⌋; at most two corrections).
+    fn reduce(&self, x: u64) -> u64 {
+        let q = ((u128::from(x) * u128::from(self.ginv)) >> 64) as u64;
+        let mut r = x - q * self.g;
+        while r >= self.g {
+            r -= self.g;
+        }
+        r
+    }
+
+    fn residue(&self, digits: &[u64]) -> u64 {
+        let mut acc = 0u128;
+        for (&d, &w) in digits.iter().zip(&self.pow) {
+            acc += u128::from(d) * u128::from(w);
+        }
+        let hi = self.reduce((acc >> 64) as u64);
+        let lo = self.reduce(acc as u64);
+        let c = self.pow.get(1).copied().unwrap_or(0);
+        // hi·c < 2^64 as both are below g < 2^32.
+        self.reduce(self.reduce(hi * c) + lo)
+    }
 }
 
 impl SmallPrimeReducer {
     /// A reducer for `primes` (each < 2^32) and integers of at most `nbits` bits.
     pub fn new(primes: impl IntoIterator<Item = u32>, nbits: u64) -> Self {
         let limbs = nbits.div_ceil(64) as usize + 1;
-        let mut groups: Vec<(u64, Vec<u32>)> = Vec::new();
+        let mut raw: Vec<(u64, Vec<u32>)> = Vec::new();
         let mut cur = (1u64, Vec::new());
         for p in primes {
             if cur.0 * u64::from(p) >= 1 << 32 {
-                groups.push(std::mem::replace(&mut cur, (1, Vec::new())));
+                raw.push(std::mem::replace(&mut cur, (1, Vec::new())));
             }
             cur.0 *= u64::from(p);
             cur.1.push(p);
         }
         if !cur.1.is_empty() {
-            groups.push(cur);
+            raw.push(cur);
         }
-        let pow = groups
-            .iter()
-            .map(|(g, _)| {
-                let base = ((1u128 << 64) % u128::from(*g)) as u64;
-                let mut v = Vec::with_capacity(limbs);
+        let groups = raw
+            .into_iter()
+            .map(|(g, primes)| {
+                let base = ((1u128 << 64) % u128::from(g)) as u64;
+                let mut pow = Vec::with_capacity(limbs);
                 let mut x = 1u64 % g;
                 for _ in 0..limbs {
-                    v.push(x);
-                    x = ((u128::from(x) * u128::from(base)) % u128::from(*g)) as u64;
+                    pow.push(x);
+                    x = ((u128::from(x) * u128::from(base)) % u128::from(g)) as u64;
                 }
-                v
+                Group {
+                    g,
+                    ginv: u64::MAX / g,
+                    pow,
+                    primes: primes.into_iter().map(SmallPrime::new).collect(),
+                }
             })
             .collect();
-        Self { groups, pow, limbs }
+        Self { groups, limbs }
     }
 
     /// A trial divider for the primes in (b1, b2].
@@ -153,25 +241,14 @@ impl SmallPrimeReducer {
         )
     }
 
-    fn group_residue(digits: &[u64], g: u64, pow: &[u64]) -> u64 {
-        let mut acc = 0u128;
-        for (&d, &w) in digits.iter().zip(pow) {
-            acc += u128::from(d) * u128::from(w);
-        }
-        let hi = (acc >> 64) as u64;
-        let lo = acc as u64;
-        let c = pow.get(1).copied().unwrap_or(0);
-        ((hi % g) * c + lo % g) % g
-    }
-
     /// `x mod p` for every prime, in order. `x` must have at most the configured bits.
     pub fn residues(&self, x: &BigUint) -> Vec<u32> {
         let digits = x.to_u64_digits();
         debug_assert!(digits.len() <= self.limbs);
         let mut out = Vec::new();
-        for ((g, primes), pow) in self.groups.iter().zip(&self.pow) {
-            let r = Self::group_residue(&digits, *g, pow);
-            out.extend(primes.iter().map(|&p| (r % u64::from(p)) as u32));
+        for grp in &self.groups {
+            let r = grp.residue(&digits);
+            out.extend(grp.primes.iter().map(|sp| sp.rem(r)));
         }
         out
     }
@@ -180,9 +257,9 @@ impl SmallPrimeReducer {
     pub fn has_factor(&self, x: &BigUint) -> bool {
         let digits = x.to_u64_digits();
         debug_assert!(digits.len() <= self.limbs);
-        self.groups.iter().zip(&self.pow).any(|((g, primes), pow)| {
-            let r = Self::group_residue(&digits, *g, pow);
-            primes.iter().any(|&p| r % u64::from(p) == 0)
+        self.groups.iter().any(|grp| {
+            let r = grp.residue(&digits);
+            grp.primes.iter().any(|sp| sp.divides(r))
         })
     }
 }
@@ -208,6 +285,24 @@ mod tests {
         for x in (1u64..3000).chain([65_521, 349 * 353, 65_521 * 65_519]) {
             let want = primes.iter().any(|&p| x % p == 0);
             assert_eq!(td.has_factor(&(BigUint::from(x) * &big)), want, "{x}");
+        }
+    }
+
+    #[test]
+    fn residues_match_for_random_values_and_all_prime_sizes() {
+        use num_bigint::BigRng010;
+        use rand::SeedableRng;
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(31);
+        let primes = crate::arith::primes_up_to(1 << 16);
+        let red = SmallPrimeReducer::new(primes.iter().copied(), 2300);
+        for bits in [1u64, 63, 64, 65, 640, 1279, 2203, 2300] {
+            let x = rng.random_biguint(bits);
+            let want: Vec<u32> = primes
+                .iter()
+                .map(|&p| (&x % p).to_u32().expect("small"))
+                .collect();
+            assert_eq!(red.residues(&x), want, "{bits}");
+            assert_eq!(red.has_factor(&x), want.contains(&0), "{bits}");
         }
     }
 

@@ -2,12 +2,16 @@
 //! flag, homomorphic operations, signed and fixed-point plaintext encodings, a pool of precomputed
 //! `r^N` values, a single-key reference keypair, and versioned serde formats.
 //!
-//! Encryption is the textbook `E(m; r) = (1 + m·N)·r^N mod N²`.
+//! Encryption is `E(m; r) = (1 + m·N)·ρ mod N²` with the randomness factor ρ either the textbook
+//! `r^N` or, by explicit choice ([`EncryptionMode::Djn`]), the Damgård–Jurik–Nielsen `h_s^α` from a
+//! fixed-base table (see [`djn`] for the extra assumption).
 
+pub mod djn;
 pub mod encoding;
 pub mod keys;
 pub mod ops;
 
+pub use djn::{EncryptionMode, Encryptor};
 pub use encoding::{FixedPoint, decode_signed, encode_signed};
 pub use keys::{Keypair, PublicKey};
 pub use ops::{Ciphertext, RandomnessPool};

@@ -133,6 +133,18 @@ pub fn run_threaded(params: &Params, seed: u64) -> anyhow::Result<RunResult> {
     })
 }
 
+/// CPU seconds (user + system, all threads) used by this process so far, from /proc/self/stat
+/// (clock ticks of 1/100 s); `None` where unavailable.
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the command: state is field 3, utime field 14, stime field 15 (1-based).
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
 /// TNO's figures (TARGETS.md): min / median / max seconds of 3, 3 parties, t = 1.
 fn tno_seconds(bits: u32) -> Option<(f64, f64, f64)> {
     match bits {
@@ -163,11 +175,18 @@ pub fn run(args: Args) -> anyhow::Result<Report> {
     for (bits, runs) in &sizes {
         let params = Params::new(*bits, args.parties, args.threshold)?;
         let mut secs = Vec::new();
+        let mut cpu = Vec::new();
         let (mut batches, mut cands, mut tests, mut rounds, mut mb) =
             (vec![], vec![], vec![], vec![], vec![]);
         for seed in 1..=u64::from(*runs) {
+            let cpu0 = process_cpu_seconds();
             let r = run_threaded(&params, seed)
                 .with_context(|| format!("{bits}-bit keygen, seed {seed}"))?;
+            let cpu_s = match (cpu0, process_cpu_seconds()) {
+                (Some(a), Some(b)) => b - a,
+                _ => f64::NAN,
+            };
+            cpu.push(cpu_s);
             anyhow::ensure!(
                 r.shares[0].public().bits() == u64::from(*bits),
                 "N has {} bits",
@@ -175,7 +194,7 @@ pub fn run(args: Args) -> anyhow::Result<Report> {
             );
             if !args.json {
                 eprintln!(
-                    "  {bits} bits seed {seed}: {:.3} s, {} batches, {} candidates, {} BF tests",
+                    "  {bits} bits seed {seed}: {:.3} s ({cpu_s:.2} s CPU), {} batches, {} candidates, {} BF tests",
                     r.elapsed.as_secs_f64(),
                     r.progress.batches,
                     r.progress.candidates,
@@ -206,6 +225,11 @@ pub fn run(args: Args) -> anyhow::Result<Report> {
             f = f.peer("TNO: not attempted at this size (extrapolates to hours)");
         }
         figures.push(f);
+        figures.push(Figure::from_samples(
+            &format!("  CPU, all parties ({bits}; wall >= CPU/2 on 2 idle cores)"),
+            "s",
+            &cpu,
+        ));
         figures.push(Figure::from_samples(
             &format!("  batches ({bits})"),
             "batches",

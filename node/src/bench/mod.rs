@@ -2,6 +2,7 @@
 //! machine, the parameters, min / median / max per figure, the target and the peer's figure from
 //! TARGETS.md with the ratio.
 
+pub mod blob;
 pub mod enroll;
 pub mod keygen;
 pub mod keygen_net;
@@ -145,6 +146,8 @@ pub enum BenchCommand {
     Enroll(enroll::Args),
     /// Signed messages between two `caucus` processes over mTLS: round trip and pipelined rate.
     Messages(messages::Args),
+    /// A 1 GiB blob between two `caucus` processes until the signed receipt, beside raw TLS.
+    Blob(blob::Args),
 }
 
 /// Runs a bench subcommand and prints its report.
@@ -165,6 +168,13 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<Report> {
         BenchCommand::Messages(a) => {
             let json = a.json;
             (messages::run(a)?, json)
+        }
+        BenchCommand::Blob(a) => {
+            let json = a.json;
+            (
+                tokio::runtime::Runtime::new()?.block_on(blob::run(a))?,
+                json,
+            )
         }
     };
     report.print(json);

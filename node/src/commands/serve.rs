@@ -66,6 +66,10 @@ pub async fn serve(
         ..SessionOptions::default()
     };
     let s = Session::open(dir, opts).await?;
+    // Blobs: the `post/blob` handler on this node's store, limits from node.json.
+    let blob_cfg =
+        crate::blob::store_config(dir).map_err(|e| SessionError::Setup(e.to_string()))?;
+    crate::blob::attach(&s, dir, blob_cfg).map_err(|e| SessionError::Setup(e.to_string()))?;
     let me = s.me();
     let info = Serving {
         name: me.name,

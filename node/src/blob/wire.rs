@@ -1,0 +1,542 @@
+//! The blob transfer over an authenticated connection: the receiver's `post/blob` handler and the
+//! sender's driver (see [`caucus::blob::transfer`] for the exchange).
+//!
+//! Both sides keep memory bounded by a few chunks: the receiver hands each chunk frame to a
+//! blocking worker (decrypt-check, hash, append, periodic fsync) through a channel of
+//! [`PIPELINE_DEPTH`] chunks, so TLS decryption and chunk checking run on two cores; the sender
+//! reads the outbox file on a blocking thread into a channel of the same depth. While streaming,
+//! the sender also watches for an early error reply, so a receiver that stops at a bad chunk
+//! stops the sender too.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::sync::Arc;
+use std::time::Duration;
+
+use caucus::blob::transfer::{
+    self, Accept, End, METHOD_END, METHOD_POST, PostReply, Receipt, refusal_code, refusal_text,
+};
+use caucus::blob::{BlobError, BlobHeader, BlobLimits};
+use caucus::msg::Inner;
+use caucus::msg::frame::FrameKind;
+use caucus::pki::{PartyId, PrivateKey};
+use serde_json::Value;
+
+use super::store::{Begin, BlobStore, Outgoing, StoreError, now_ms};
+use crate::transport::conn::reply_to;
+use crate::transport::{
+    Conn, Handler, HandlerFuture, Incoming, METHOD_ERROR, Node, TransportError,
+};
+
+/// Chunks in flight between the network task and the file worker, on each side.
+pub const PIPELINE_DEPTH: usize = 4;
+
+/// Longest a single frame write may block (a receiver that stops reading fails the send, which
+/// can then be resumed).
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Longest wait for the receipt after `blob/end` (the receiver fsyncs and commits first).
+pub const RECEIPT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Errors of a blob send.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The receiver refused the blob or a chunk; `code` is its [`StoreError::code`].
+    #[error("{peer} refused the blob: {message}")]
+    Refused {
+        /// the receiver's roster name
+        peer: String,
+        /// the refusal code (`too_large`, `inbox_full`, `decryption_failed`, ...)
+        code: String,
+        /// the receiver's text
+        message: String,
+    },
+    /// The connection failed (the transfer can be resumed by sending again).
+    #[error("transfer to {peer} interrupted: {error}")]
+    Transport {
+        /// the receiver's roster name
+        peer: String,
+        /// what failed
+        error: TransportError,
+    },
+    /// The receiver answered something that is not a valid reply or receipt for this blob.
+    #[error("{peer} answered with an invalid reply: {message}")]
+    BadReply {
+        /// the receiver's roster name
+        peer: String,
+        /// what was wrong
+        message: String,
+    },
+    /// Reading the outbox failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The test hook stopped the transfer.
+    #[error("transfer stopped after {0} chunks (test hook)")]
+    Stopped(u64),
+}
+
+impl SendError {
+    /// Whether sending again may resume and succeed (the connection failed or the receiver was
+    /// busy with a previous, dying connection for the same blob).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Transport { .. } | Self::Stopped(_) => true,
+            Self::Refused { code, .. } => code == "busy",
+            _ => false,
+        }
+    }
+}
+
+/// What a finished send did.
+#[derive(Debug, Clone)]
+pub struct SendReport {
+    /// The receiver's roster name.
+    pub peer: String,
+    /// The first chunk sent (the receiver already held the ones before).
+    pub resumed_from: u64,
+    /// Chunks sent on this connection.
+    pub chunks_sent: u64,
+    /// Ciphertext bytes sent on this connection.
+    pub bytes_sent: u64,
+    /// The receipt, from an envelope signed by the receiver and verified by the transport.
+    pub receipt: Receipt,
+}
+
+/// Progress callback: `(ciphertext bytes acknowledged as sent so far, total ciphertext bytes)`.
+pub type Progress = Arc<dyn Fn(u64, u64) + Send + Sync>;
+
+/// Options of a send.
+#[derive(Clone, Default)]
+pub struct SendOptions {
+    /// Called after each chunk written.
+    pub progress: Option<Progress>,
+    /// Test hook: drop the connection after this many chunks of this attempt.
+    pub stop_after_chunks: Option<u64>,
+}
+
+impl std::fmt::Debug for SendOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendOptions")
+            .field("stop_after_chunks", &self.stop_after_chunks)
+            .finish_non_exhaustive()
+    }
+}
+
+fn refused(peer: &str, text: &str) -> SendError {
+    SendError::Refused {
+        peer: peer.to_string(),
+        code: refusal_code(text).unwrap_or("unspecified").to_string(),
+        message: text.to_string(),
+    }
+}
+
+fn bad_reply(peer: &str, message: impl Into<String>) -> SendError {
+    SendError::BadReply {
+        peer: peer.to_string(),
+        message: message.into(),
+    }
+}
+
+/// Sends `out` on `conn` (a dedicated connection to one of its recipients): `post/blob`, chunks
+/// from the receiver's `resume_from`, `blob/end`, and waits for the receipt. A broken
+/// connection is [`SendError::Transport`]: send again on a new connection to resume.
+pub async fn send_on(
+    conn: &mut Conn,
+    out: &Outgoing,
+    opts: &SendOptions,
+) -> Result<SendReport, SendError> {
+    let peer = conn.peer().name.clone();
+    let h = &out.header;
+    if !h.is_recipient(&conn.peer().party_id) {
+        return Err(bad_reply(&peer, "the peer is not a recipient of this blob"));
+    }
+    let id_hex = h.blob_id.to_hex();
+    let tr = |error: TransportError| SendError::Transport {
+        peer: peer.clone(),
+        error,
+    };
+    let reply = match conn.request(METHOD_POST, &id_hex, h.to_value()).await {
+        Ok(r) => r,
+        Err(TransportError::Remote(text)) => return Err(refused(&peer, &text)),
+        Err(e) => return Err(tr(e)),
+    };
+    let post_nonce = reply_to(&reply).unwrap_or_default();
+    let accept =
+        match PostReply::from_value(&reply.payload).map_err(|e| bad_reply(&peer, e.to_string()))? {
+            PostReply::Receipt(r) => {
+                if !r.matches(h) {
+                    return Err(bad_reply(&peer, "receipt for another blob"));
+                }
+                return Ok(SendReport {
+                    peer,
+                    resumed_from: h.layout().count(),
+                    chunks_sent: 0,
+                    bytes_sent: 0,
+                    receipt: r,
+                });
+            }
+            PostReply::Accept(a) => a,
+        };
+    let count = h.layout().count();
+    if accept.blob_id != h.blob_id || accept.resume_from > count {
+        return Err(bad_reply(
+            &peer,
+            "accept for another blob or beyond its end",
+        ));
+    }
+    let from = accept.resume_from;
+
+    // Reader thread: outbox chunks from `from` as chunk frame bodies.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, StoreError>>(PIPELINE_DEPTH);
+    let path = out.path.clone();
+    let header = h.clone();
+    let reader = tokio::task::spawn_blocking(move || read_chunks(&path, &header, from, &tx));
+
+    let Conn {
+        reader: frames,
+        writer,
+        core,
+        peer: peer_info,
+        ..
+    } = conn;
+    let total = h.ciphertext_len();
+    let mut acked = super::store::chunk_offset(h, from);
+    let mut chunks_sent = 0u64;
+    let mut bytes_sent = 0u64;
+    let early = frames.read_frame(None);
+    tokio::pin!(early);
+    let early_reply = |f: Result<Option<caucus::msg::frame::Frame>, TransportError>| match f {
+        Ok(Some(f)) if f.kind == FrameKind::Envelope => match core.open(peer_info, &f.body) {
+            Ok(inner) if inner.meta.method == METHOD_ERROR => {
+                refused(&peer, &crate::transport::conn::error_text(&inner))
+            }
+            Ok(inner) => bad_reply(&peer, format!("unexpected {}", inner.meta.method)),
+            Err(e) => tr(e),
+        },
+        Ok(Some(_)) => bad_reply(&peer, "unexpected frame"),
+        Ok(None) => tr(TransportError::Closed),
+        Err(e) => tr(e),
+    };
+    loop {
+        let next = tokio::select! {
+            biased;
+            f = &mut early => { reader.abort(); return Err(early_reply(f)); }
+            b = rx.recv() => b,
+        };
+        let body = match next {
+            None => break,
+            Some(Ok(b)) => b,
+            Some(Err(e)) => return Err(e.into()),
+        };
+        tokio::select! {
+            biased;
+            f = &mut early => { reader.abort(); return Err(early_reply(f)); }
+            r = tokio::time::timeout(WRITE_TIMEOUT, writer.write_frame(FrameKind::BlobChunk, &body)) => {
+                r.map_err(|_| tr(TransportError::Timeout("sending a chunk")))?.map_err(tr)?
+            }
+        }
+        chunks_sent += 1;
+        let n = (body.len() - transfer::CHUNK_PREFIX_LEN) as u64;
+        bytes_sent += n;
+        acked += n;
+        if let Some(p) = &opts.progress {
+            p(acked, total);
+        }
+        if opts.stop_after_chunks == Some(chunks_sent) {
+            reader.abort();
+            return Err(SendError::Stopped(chunks_sent));
+        }
+    }
+    match reader.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(e.into()),
+        Err(e) => return Err(tr(TransportError::Io(e.to_string()))),
+    }
+    // blob/end, then the receipt (or an error reply to post/blob or to blob/end).
+    let meta = core.meta(METHOD_END, &id_hex, Some(peer_info.party_id));
+    let end_nonce = meta.nonce;
+    let end = serde_json::to_value(End { blob_id: h.blob_id }).unwrap_or(Value::Null);
+    let bytes = core.seal(meta, end).map_err(tr)?;
+    tokio::select! {
+        biased;
+        f = &mut early => return Err(early_reply(f)),
+        r = tokio::time::timeout(WRITE_TIMEOUT, writer.write_frame(FrameKind::Envelope, &bytes)) => {
+            r.map_err(|_| tr(TransportError::Timeout("sending blob/end")))?.map_err(tr)?
+        }
+    }
+    let f = tokio::time::timeout(RECEIPT_TIMEOUT, &mut early)
+        .await
+        .map_err(|_| tr(TransportError::Timeout("waiting for the receipt")))?;
+    let f = f.map_err(tr)?.ok_or_else(|| tr(TransportError::Closed))?;
+    if f.kind != FrameKind::Envelope {
+        return Err(bad_reply(&peer, "unexpected frame"));
+    }
+    let inner = core.open(peer_info, &f.body).map_err(tr)?;
+    let re = reply_to(&inner);
+    if re != Some(end_nonce) && re != Some(post_nonce) {
+        return Err(bad_reply(&peer, "reply to another request"));
+    }
+    if inner.meta.method == METHOD_ERROR {
+        return Err(refused(&peer, &crate::transport::conn::error_text(&inner)));
+    }
+    let receipt = match PostReply::from_value(&inner.payload) {
+        Ok(PostReply::Receipt(r)) if r.matches(h) => r,
+        _ => return Err(bad_reply(&peer, "not a receipt for this blob")),
+    };
+    Ok(SendReport {
+        peer,
+        resumed_from: from,
+        chunks_sent,
+        bytes_sent,
+        receipt,
+    })
+}
+
+/// Reads the outbox ciphertext from chunk `from` on into chunk frame bodies.
+fn read_chunks(
+    path: &std::path::Path,
+    h: &BlobHeader,
+    from: u64,
+    tx: &tokio::sync::mpsc::Sender<Result<Vec<u8>, StoreError>>,
+) -> Result<(), StoreError> {
+    let io = |e: std::io::Error| StoreError::Io {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let f = File::open(path).map_err(io)?;
+    let len = f.metadata().map_err(io)?.len();
+    if len != h.ciphertext_len() {
+        return Err(StoreError::Io {
+            path: path.to_path_buf(),
+            message: "outbox file has the wrong length".into(),
+        });
+    }
+    // Chunk-sized reads straight into each frame body (no intermediate buffer).
+    let mut r = f;
+    r.seek(SeekFrom::Start(super::store::chunk_offset(h, from)))
+        .map_err(io)?;
+    let layout = h.layout();
+    for i in from..layout.count() {
+        let n = layout.cipher_len(i).unwrap_or(0);
+        let mut body = Vec::with_capacity(transfer::CHUNK_PREFIX_LEN + n);
+        body.extend_from_slice(&transfer::encode_chunk_header(&h.blob_id, i));
+        body.resize(transfer::CHUNK_PREFIX_LEN + n, 0);
+        r.read_exact(&mut body[transfer::CHUNK_PREFIX_LEN..])
+            .map_err(io)?;
+        if tx.blocking_send(Ok(body)).is_err() {
+            break; // the sender stopped
+        }
+    }
+    Ok(())
+}
+
+/// Connects to `party` and sends `out`, retrying (and so resuming) after interruptions up to
+/// `attempts` times with a short backoff.
+pub async fn send_to(
+    node: &Node,
+    party: &PartyId,
+    out: &Outgoing,
+    opts: &SendOptions,
+    attempts: u32,
+) -> Result<SendReport, SendError> {
+    let mut last = None;
+    for attempt in 0..attempts.max(1) {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(100 << attempt.min(5))).await;
+        }
+        let mut conn = match node.connect(party).await {
+            Ok(c) => c,
+            Err(error) => {
+                last = Some(SendError::Transport {
+                    peer: party.to_string(),
+                    error,
+                });
+                continue;
+            }
+        };
+        match send_on(&mut conn, out, opts).await {
+            Ok(r) => {
+                conn.close().await;
+                return Ok(r);
+            }
+            Err(e) if e.is_retryable() && !matches!(e, SendError::Stopped(_)) => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or(SendError::Stopped(0)))
+}
+
+/// The receiver's `post/blob` handler.
+#[derive(Debug, Clone)]
+pub struct BlobHandler {
+    store: Arc<BlobStore>,
+    key: Arc<PrivateKey>,
+}
+
+impl BlobHandler {
+    /// A handler storing into `store`, unwrapping file keys with `key` (the node's own key).
+    pub fn new(store: Arc<BlobStore>, key: Arc<PrivateKey>) -> Self {
+        Self { store, key }
+    }
+
+    /// Registers the handler for `post/blob` on `node`.
+    pub fn register(self, node: &Node) {
+        node.register(METHOD_POST, self);
+    }
+
+    async fn refuse(conn: &mut Conn, req: &Inner, e: &StoreError) -> Result<(), TransportError> {
+        tracing::info!(peer = %conn.peer().name, code = e.code(), error = %e, "blob refused");
+        conn.reply_error(req, &public_refusal(e)).await
+    }
+
+    async fn receive(&self, conn: &mut Conn, req: Inner) -> Result<(), TransportError> {
+        let limits = BlobLimits {
+            max_size: self.store.config().max_blob_bytes,
+        };
+        let header = match BlobHeader::from_inner(&req, &limits) {
+            Ok(h) => h,
+            Err(e) => return Self::refuse(conn, &req, &StoreError::Blob(e)).await,
+        };
+        let store = self.store.clone();
+        let key = self.key.clone();
+        let name = conn.peer().name.clone();
+        let begun = tokio::task::spawn_blocking(move || store.begin(header, &key, &name, now_ms()))
+            .await
+            .map_err(|e| TransportError::Io(e.to_string()))?;
+        let mut inc = match begun {
+            Err(e) => return Self::refuse(conn, &req, &e).await,
+            Ok(Begin::AlreadyReceived(r)) => {
+                let v = serde_json::to_value(r).unwrap_or(Value::Null);
+                return conn.reply(&req, v).await;
+            }
+            Ok(Begin::Receive(inc)) => inc,
+        };
+        let accept = Accept::new(inc.header().blob_id, inc.resume_from());
+        if let Err(e) = conn
+            .reply(&req, serde_json::to_value(accept).unwrap_or(Value::Null))
+            .await
+        {
+            let _ = tokio::task::spawn_blocking(move || inc.suspend(now_ms())).await;
+            return Err(e);
+        }
+        tracing::debug!(peer = %conn.peer().name, blob = %inc.header().blob_id, from = inc.resume_from(), "blob accepted");
+        // The worker checks and stores chunks; the network loop feeds it.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(PIPELINE_DEPTH);
+        let worker = tokio::task::spawn_blocking(move || {
+            while let Some(body) = rx.blocking_recv() {
+                if let Err(e) = inc.push_frame(&body) {
+                    return (inc, Err(e));
+                }
+            }
+            (inc, Ok(()))
+        });
+        let mut end: Option<Inner> = None;
+        let mut net_err: Option<TransportError> = None;
+        let mut protocol_err: Option<StoreError> = None;
+        loop {
+            match conn.recv().await {
+                Ok(Incoming::Chunk(body)) => {
+                    if tx.send(body).await.is_err() {
+                        break; // the worker stopped at a bad chunk
+                    }
+                }
+                Ok(Incoming::Envelope(inner)) if inner.meta.method == METHOD_END => {
+                    end = Some(*inner);
+                    break;
+                }
+                Ok(Incoming::Envelope(inner)) => {
+                    protocol_err = Some(StoreError::Blob(BlobError::Malformed(format!(
+                        "unexpected {} during a blob transfer",
+                        inner.meta.method
+                    ))));
+                    break;
+                }
+                Err(e) => {
+                    net_err = Some(e);
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        let (inc, worked) = worker
+            .await
+            .map_err(|e| TransportError::Io(e.to_string()))?;
+        let failure = match (worked, protocol_err) {
+            (Err(e), _) | (Ok(()), Some(e)) => Some(e),
+            _ => None,
+        };
+        if let Some(e) = failure {
+            let code = e.code();
+            let text = public_refusal(&e);
+            let _ = tokio::task::spawn_blocking(move || inc.fail(&e)).await;
+            tracing::info!(peer = %conn.peer().name, code, "blob transfer stopped");
+            if net_err.is_none() {
+                conn.reply_error(&req, &text).await?;
+                drain(conn).await?;
+            }
+            return Ok(());
+        }
+        if let Some(e) = net_err {
+            let _ = tokio::task::spawn_blocking(move || inc.suspend(now_ms())).await;
+            return Err(e);
+        }
+        let Some(end) = end else {
+            return Ok(());
+        };
+        let ok_end = end
+            .payload_as::<End>()
+            .ok()
+            .is_some_and(|e| e.blob_id == inc.header().blob_id);
+        if !ok_end {
+            let e = StoreError::WrongBlob;
+            let text = public_refusal(&e);
+            let _ = tokio::task::spawn_blocking(move || inc.fail(&e)).await;
+            return conn.reply_error(&end, &text).await;
+        }
+        let done = tokio::task::spawn_blocking(move || inc.finish(now_ms()))
+            .await
+            .map_err(|e| TransportError::Io(e.to_string()))?;
+        match done {
+            Ok(receipt) => {
+                tracing::info!(peer = %conn.peer().name, blob = %receipt.blob_id, size = receipt.size, "blob received");
+                conn.reply(&end, serde_json::to_value(receipt).unwrap_or(Value::Null))
+                    .await
+            }
+            Err(e) => conn.reply_error(&end, &public_refusal(&e)).await,
+        }
+    }
+}
+
+/// The error reply text for `e`: its code and message, except that local failures (file or index
+/// errors, which name paths on this node) are logged here and reported only as `internal`.
+fn public_refusal(e: &StoreError) -> String {
+    match e.code() {
+        "internal" => {
+            tracing::warn!(error = %e, "blob store failure");
+            refusal_text("internal", "the receiver could not store the blob")
+        }
+        code => refusal_text(code, &e.to_string()),
+    }
+}
+
+/// After refusing a transfer, reads and drops what the sender still had in flight (it stops
+/// when it sees the error), for at most 5 s, so the refusal is not lost to a connection reset.
+async fn drain(conn: &mut Conn) -> Result<(), TransportError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match tokio::time::timeout_at(deadline, conn.recv_frame()).await {
+            Ok(Ok(Some(f))) if f.kind == FrameKind::BlobChunk => continue,
+            Ok(Ok(Some(_))) => return Ok(()),
+            Ok(Ok(None)) => return Err(TransportError::Closed),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(TransportError::Timeout("draining a refused transfer")),
+        }
+    }
+}
+
+impl Handler for BlobHandler {
+    fn handle<'a>(&'a self, conn: &'a mut Conn, request: Inner) -> HandlerFuture<'a> {
+        Box::pin(self.receive(conn, request))
+    }
+}
