@@ -20,7 +20,7 @@ use num_bigint::BigInt;
 use crate::commands::enroll::{EnrollOptions, enroll};
 use crate::commands::init::init;
 use crate::config::NodeDir;
-use crate::keygen::{KeygenOptions, run_keygen, session_options};
+use crate::keygen::{KeygenOptions, run_keygen};
 use crate::keyshare::KeyShareFile;
 use crate::session::Session;
 use crate::threshold::{DecryptOptions, SumOptions, decrypt_on, encrypt_value, sum_on};
@@ -212,9 +212,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let s = st.head("Nodes open the session: signed roster from the CA, mutual TLS listeners, peers authenticated by certificate");
     let mut sessions = Vec::new();
     for nd in &dirs {
-        let sess = Session::open(&nd.root, session_options(args.timeout))
-            .await
-            .map_err(|e| anyhow!("{}: {e}", nd.root.display()))?;
+        let sess = Session::open(
+            &nd.root,
+            crate::keygen::keygen_session_options(args.timeout),
+        )
+        .await
+        .map_err(|e| anyhow!("{}: {e}", nd.root.display()))?;
         println!(
             "    {:<6} listening on {} (roster: {} members)",
             sess.me().name,

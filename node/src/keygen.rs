@@ -584,6 +584,18 @@ pub fn session_options(timeout: Duration) -> SessionOptions {
     }
 }
 
+/// Largest frame of a keygen session: one batch message of a 4096-bit run is about 30 MB of JSON
+/// (the default frame limit is 16 MiB). Every party of a keygen uses the same limit.
+pub const KEYGEN_MAX_FRAME: usize = 128 << 20;
+
+/// [`session_options`] for a keygen: frames up to [`KEYGEN_MAX_FRAME`], buffers to match.
+pub fn keygen_session_options(timeout: Duration) -> SessionOptions {
+    let mut o = session_options(timeout);
+    o.node.max_frame = KEYGEN_MAX_FRAME;
+    o.node.max_buffered_bytes = o.node.max_buffered_bytes.max(4 * KEYGEN_MAX_FRAME);
+    o
+}
+
 /// `caucus keygen`: opens the node's session (own listener on the advertised address), runs the
 /// key generation and writes `keyshare.json` (0600, atomically). Refuses to overwrite an
 /// existing share unless `force`.
@@ -600,7 +612,8 @@ pub async fn keygen(
             path.display()
         )));
     }
-    let session = std::sync::Arc::new(Session::open(dir, session_options(opts.timeout)).await?);
+    let session =
+        std::sync::Arc::new(Session::open(dir, keygen_session_options(opts.timeout)).await?);
     let r = run_keygen(session.clone(), opts).await;
     let (file, mut report) = match r {
         Ok(v) => v,

@@ -345,6 +345,32 @@ fn three_processes_keygen_sum_decrypt_and_a_later_session() {
         let v = json_ok(g.wait_output(), &format!("decrypt {who}"));
         assert_eq!(v["value"], "-17", "{who}");
     }
+    // --to alice: only alice learns the value; bob only sends his partial.
+    let to = |d: &Path| {
+        spawn(
+            Path::new(CAUCUS),
+            &[
+                "decrypt",
+                "--json",
+                "--dir",
+                p(d),
+                "--quorum",
+                "alice,bob",
+                "--to",
+                "alice",
+                "--timeout",
+                "60s",
+                &ct,
+            ],
+        )
+    };
+    let a = to(dirs[0]);
+    let b = to(dirs[1]);
+    let va = json_ok(a.wait_output(), "decrypt --to alice (alice)");
+    let vb = json_ok(b.wait_output(), "decrypt --to alice (bob)");
+    assert_eq!(va["value"], "-17");
+    assert_eq!(vb["value"], Value::Null);
+    assert_eq!(vb["receivers"], serde_json::json!(["alice"]));
     // One party alone is not a quorum.
     let out = decrypt(dirs[0], "alice").wait_output();
     assert!(!out.status.success());
