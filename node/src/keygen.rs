@@ -334,8 +334,17 @@ pub async fn run_keygen(
     let n = parties.len() as u32;
     let t = session.threshold();
     let sid = session.session_id();
-    let params =
+    let mut params =
         Params::new(opts.bits, n, t).map_err(|e| DriverError::BadArgument(e.to_string()))?;
+    // Above 2048 bits the default batch makes messages that exceed the wire bound on one
+    // vector (15 MiB; a 4096-bit batch's sieve shares are ~23 MB): scale the batch down with the
+    // value size. Every party derives the same parameters (checked in the hello round).
+    if opts.bits > 2048 {
+        let b = params
+            .effective_batch_size()
+            .map_err(|e| DriverError::BadArgument(e.to_string()))?;
+        params.batch_size = ((b as u64 * 1843 / u64::from(opts.bits)).max(1)) as u32;
+    }
     let by_index: BTreeMap<u32, Party> = parties.iter().map(|p| (p.index, p.clone())).collect();
     let name_of = |i: u32| {
         by_index

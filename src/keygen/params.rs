@@ -60,6 +60,12 @@ impl Params {
         Ok(p)
     }
 
+    /// The number of candidates per batch a run with these parameters uses: `batch_size`, or the
+    /// default derived from the expected biprime density when it is 0.
+    pub fn effective_batch_size(&self) -> Result<usize, KeygenError> {
+        Ok(Context::new(self, 1, [0u8; 32])?.batch_size)
+    }
+
     /// Checks the ranges.
     pub fn validate(&self) -> Result<(), KeygenError> {
         let bad = |s: &str| Err(KeygenError::InvalidParams(s.to_string()));
