@@ -343,10 +343,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         k.save(&nd.keyshare_path())?;
     }
     println!(
-        "    key {}: N has {} bits; {} batches, {} candidate moduli, {} biprimality tests, {} rounds",
+        "    key {}: N has {} bits; {} batch{}, {} candidate moduli, {} biprimality tests, {} rounds",
         &rep.key_id[..16],
         rep.bits,
         rep.batches,
+        if rep.batches == 1 { "" } else { "es" },
         rep.candidates,
         rep.biprimality_tests,
         rep.rounds
