@@ -236,8 +236,8 @@ impl NodeDir {
     }
 }
 
-/// Writes a file atomically: a temp file created with `mode` in the same directory, fsynced, then
-/// renamed over `path`.
+/// Writes a file atomically and durably: a temp file created with `mode` in the same directory,
+/// fsynced, renamed over `path`, then the directory fsynced so the rename survives a crash.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), ConfigError> {
     let tmp = path.with_extension("tmp");
     let _ = std::fs::remove_file(&tmp);
@@ -249,7 +249,13 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), ConfigErr
         .map_err(io(&tmp))?;
     f.write_all(data).map_err(io(&tmp))?;
     f.sync_all().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
+    std::fs::rename(&tmp, path).map_err(io(path))?;
+    if let Some(d) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(d)
+            .and_then(|f| f.sync_all())
+            .map_err(io(d))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -730,20 +730,18 @@ impl BlobStore {
     }
 }
 
-/// Writes `bytes` to `path` via a temporary file, fsync and rename (0600).
+/// Writes `bytes` to `path` atomically and durably (0600): [`crate::config::write_atomic`].
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let tmp = path.with_extension("tmp");
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io_at(&tmp))?;
-    f.write_all(bytes).map_err(io_at(&tmp))?;
-    f.sync_all().map_err(io_at(&tmp))?;
-    fs::rename(&tmp, path).map_err(io_at(path))?;
-    sync_dir(path)
+    crate::config::write_atomic(path, bytes, 0o600).map_err(|e| match e {
+        crate::config::ConfigError::Io { path, source } => StoreError::Io {
+            path,
+            message: source.to_string(),
+        },
+        other => StoreError::Io {
+            path: path.to_path_buf(),
+            message: other.to_string(),
+        },
+    })
 }
 
 fn sync_dir(path: &Path) -> Result<(), StoreError> {
