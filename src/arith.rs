@@ -143,7 +143,7 @@ pub fn is_probable_prime<R: Rng + ?Sized>(n: &BigUint, rounds: u32, rng: &mut R)
     let d = &n_minus_1 >> s;
     'witness: for _ in 0..rounds {
         let a = rng.random_biguint_range(&two, &n_minus_1);
-        let mut x = a.modpow(&d, n);
+        let mut x = caucus_modexp::modpow(&a, &d, n);
         if x.is_one() || x == n_minus_1 {
             continue;
         }
@@ -225,9 +225,9 @@ pub fn mod_floor(a: &BigInt, m: &BigUint) -> BigUint {
 pub fn modpow_signed(base: &BigUint, exp: &BigInt, m: &BigUint) -> Option<BigUint> {
     if exp.sign() == Sign::Minus {
         let inv = base.modinv(m)?;
-        Some(inv.modpow(exp.magnitude(), m))
+        Some(caucus_modexp::modpow(&inv, exp.magnitude(), m))
     } else {
-        Some(base.modpow(exp.magnitude(), m))
+        Some(caucus_modexp::modpow(base, exp.magnitude(), m))
     }
 }
 

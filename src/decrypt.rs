@@ -168,9 +168,14 @@ pub fn partial_decrypt(
     check_ciphertext(pk, c)?;
     let d = BigInt::from_biguint(Sign::Plus, share.delta() * 2u8);
     let mut e = d * share.secret();
-    let value =
-        arith::modpow_signed(c.value(), &e, pk.n_squared()).ok_or(DecryptError::BadCiphertext)?;
+    let value = if e.sign() == Sign::Minus {
+        let inv = c.value().modinv(pk.n_squared());
+        inv.map(|inv| pk.pow_n2(&inv, e.magnitude()))
+    } else {
+        Some(pk.pow_n2(c.value(), e.magnitude()))
+    };
     arith::zeroize_bigint(&mut e);
+    let value = value.ok_or(DecryptError::BadCiphertext)?;
     Ok(PartialDecryption {
         version: PARTIAL_VERSION,
         key_id: share.key_id(),
@@ -238,19 +243,28 @@ fn combine_quorum(
     let (n, n2) = (pk.n(), pk.n_squared());
     let xs: Vec<u32> = quorum.iter().map(|p| p.index).collect();
     let mu = sharing::lagrange_int(&xs, key.parties).map_err(|_| DecryptError::Inconsistent)?;
-    let mut acc = BigUint::one();
+    // c' = ∏ c_i^(2μ_i) = num / den, the terms with a negative weight in den. The randomness
+    // cancels in the ratio only, so num ≡ den·(1 + l·N) (mod N²) with l = L(c'): then
+    // (num − den) mod N² = N·(den·l mod N), and one inversion mod N (not N²) recovers l.
+    let (mut num, mut den) = (BigUint::one(), BigUint::one());
     for (p, m) in quorum.iter().zip(mu) {
-        let e = m * 2;
-        let term = arith::modpow_signed(&p.value, &e, n2)
-            .ok_or(DecryptError::InvalidPartial { culprit: p.index })?;
-        acc = (acc * term) % n2;
+        let e: BigInt = m * 2;
+        let term = pk.pow_n2_public(&p.value, e.magnitude());
+        if e.sign() == Sign::Minus {
+            den = (den * term) % n2;
+        } else {
+            num = (num * term) % n2;
+        }
     }
-    let (l, r) = (acc - 1u8).div_rem(n);
+    let (den_l, r) = ((num + n2 - &den) % n2).div_rem(n);
     if !r.is_zero() {
         return Err(DecryptError::Inconsistent);
     }
+    // m = l · (4Δ³θ)⁻¹ = (den·l) · (den · 4Δ³θ)⁻¹ mod N.
     let delta = sharing::delta(key.parties);
-    let factor = (delta.pow(3) * 4u8 * &key.theta) % n;
-    let inv = factor.modinv(n).ok_or(DecryptError::Inconsistent)?;
-    Ok((l * inv) % n)
+    let factor = (delta.pow(3) * 4u8 * &key.theta % n) * (den % n) % n;
+    let inv = caucus_modexp::Modulus::new(n)
+        .and_then(|ctx| ctx.inverse(&factor))
+        .ok_or(DecryptError::Inconsistent)?;
+    Ok((den_l * inv) % n)
 }

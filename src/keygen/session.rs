@@ -637,7 +637,7 @@ impl Keygen {
             let n = &b.n[c];
             let own = jacobi_exponent(ctx, n, &b.p[c], &b.q[c], false);
             let big = jacobi_exponent(ctx, n, &b.p[c], &b.q[c], true);
-            let mt = crate::monty::Monty::new(n);
+            let mt = caucus_modexp::Modulus::new(n);
             for idx in 1..ctx.params.biprime_rounds {
                 let g = biprime::jacobi_base(&ctx.run, n, idx);
                 let e = if designated(ctx, c, idx) { &big } else { &own };

@@ -71,7 +71,7 @@ pub fn djn_base(pk: &PublicKey) -> BigUint {
         }
     }
     let h = n - (&x * &x) % n;
-    h.modpow(n, pk.n_squared())
+    pk.pow_n2(&h, n)
 }
 
 /// The fixed-base table of `h_s`, in Montgomery form mod N².

@@ -1,6 +1,9 @@
 //! Paillier keys: the public key (N, g = N + 1) and an ordinary single-key keypair used as a
 //! reference (tests, benchmarks); the distributed key lives in [`crate::keygen::KeyShare`].
 
+use std::sync::Arc;
+
+use caucus_modexp::{self as modexp, Modulus};
 use num_bigint::BigUint;
 use num_integer::Integer;
 use num_traits::One;
@@ -14,12 +17,22 @@ pub const MIN_MODULUS_BITS: u64 = 128;
 /// Largest accepted modulus.
 pub const MAX_MODULUS_BITS: u64 = 8192;
 
-/// A Paillier public key: the modulus N (g is fixed to N + 1).
-#[derive(Clone, PartialEq, Eq)]
+/// A Paillier public key: the modulus N (g is fixed to N + 1), with a Montgomery context for N²
+/// built once (every encryption and decryption exponentiates mod N²).
+#[derive(Clone)]
 pub struct PublicKey {
     n: BigUint,
     n2: BigUint,
+    n2_ctx: Arc<Modulus>,
 }
+
+impl PartialEq for PublicKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.n == other.n
+    }
+}
+
+impl Eq for PublicKey {}
 
 impl std::fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -40,7 +53,18 @@ impl PublicKey {
             return Err(PaillierError::InvalidModulus);
         }
         let n2 = &n * &n;
-        Ok(Self { n, n2 })
+        let n2_ctx = Arc::new(Modulus::new(&n2).ok_or(PaillierError::InvalidModulus)?);
+        Ok(Self { n, n2, n2_ctx })
+    }
+
+    /// `base^exp mod N²` (constant-time Montgomery exponentiation, see [`caucus_modexp`]).
+    pub fn pow_n2(&self, base: &BigUint, exp: &BigUint) -> BigUint {
+        self.n2_ctx.pow(base, exp)
+    }
+
+    /// `base^exp mod N²` for a public, typically short, exponent (variable window).
+    pub fn pow_n2_public(&self, base: &BigUint, exp: &BigUint) -> BigUint {
+        self.n2_ctx.pow_public(base, exp)
     }
 
     /// The modulus N.
@@ -81,7 +105,7 @@ impl PublicKey {
 
     /// `r^N mod N²` for a fresh random r: the expensive half of an encryption.
     pub fn random_rn<R: Rng + ?Sized>(&self, rng: &mut R) -> BigUint {
-        self.random_unit(rng).modpow(&self.n, &self.n2)
+        self.pow_n2(&self.random_unit(rng), &self.n)
     }
 }
 
@@ -144,7 +168,7 @@ impl Keypair {
         let g = public.g();
         // h_p = L_p(g^(p−1) mod p²)^(−1) mod p (CRT decryption as in python-paillier).
         let h = |pr: &BigUint, pr2: &BigUint| -> Result<BigUint, PaillierError> {
-            let x = g.modpow(&(pr - 1u8), pr2);
+            let x = modexp::modpow(&g, &(pr - 1u8), pr2);
             let l = (x - 1u8) / pr;
             l.modinv(pr).ok_or(PaillierError::InvalidModulus)
         };
@@ -175,7 +199,7 @@ impl Keypair {
             return Err(PaillierError::CiphertextOutOfRange);
         }
         let part = |pr: &BigUint, pr2: &BigUint, h: &BigUint| {
-            let x = (c % pr2).modpow(&(pr - 1u8), pr2);
+            let x = modexp::modpow(c, &(pr - 1u8), pr2);
             (((x - 1u8) / pr) * h) % pr
         };
         let mp = part(&self.p, &self.p2, &self.hp);

@@ -160,7 +160,7 @@ impl PublicKey {
     pub fn mul_scalar(&self, a: &Ciphertext, k: &BigInt) -> Ciphertext {
         let k = arith::mod_floor(k, self.n());
         Ciphertext {
-            value: a.value.modpow(&k, self.n_squared()),
+            value: self.pow_n2(&a.value, &k),
             fresh: a.fresh,
         }
     }
