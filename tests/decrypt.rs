@@ -88,6 +88,16 @@ fn inconsistent_partials_are_refused() {
     let mut all = parts.clone();
     all[4] = forged;
     assert_eq!(combine(&key, &c, &all), Err(DecryptError::Inconsistent));
+    // A flipped sign flag puts a term on the wrong side of the quotient: the result is not of
+    // the form 1 + l·N and the combine refuses it rather than returning a wrong plaintext.
+    for i in 0..3 {
+        let mut flipped = parts.clone();
+        flipped[i].negative = !flipped[i].negative;
+        assert_eq!(
+            combine(&key, &c, &flipped[..3]),
+            Err(DecryptError::Inconsistent)
+        );
+    }
     // Combining for another ciphertext than the partials were made for names the first sender.
     assert_eq!(
         combine(&key, &c2, &parts[..3]),
