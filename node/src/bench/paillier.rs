@@ -104,7 +104,10 @@ pub fn run(args: Args) -> anyhow::Result<Report> {
         &enc,
     );
     let med = f.median;
-    figures.push(f.target(tgt(192.0, "≥ 2× phe (192/s)")).peer(phe(96.0, med)));
+    figures.push(
+        f.target(tgt(192.0, "≥ 2× phe (192/s)"))
+            .peer(phe(96.0, med)),
+    );
     let f = Figure::from_samples(
         &format!(
             "encryption {bits}-bit, DJN h_s^a (a: {} bits; table {djn_setup_ms:.0} ms once per key)",
@@ -114,7 +117,10 @@ pub fn run(args: Args) -> anyhow::Result<Report> {
         &djn,
     );
     let med = f.median;
-    figures.push(f.target(tgt(192.0, "≥ 2× phe (192/s)")).peer(phe(96.0, med)));
+    figures.push(
+        f.target(tgt(192.0, "≥ 2× phe (192/s)"))
+            .peer(phe(96.0, med)),
+    );
     let f = Figure::from_samples(
         &format!("encryption {bits}-bit, precomputed r^N pool"),
         "ops/s",
