@@ -611,7 +611,7 @@ pub fn ratio(ours: f64, peer: f64, better: Better) -> Option<f64> {
 
 fn fmt_factor(r: f64) -> String {
     if r >= 10.0 {
-        format!("{}", group(r.round()))
+        group(r.round())
     } else if r >= 2.0 {
         format!("{r:.1}")
     } else {
@@ -1609,9 +1609,9 @@ mod tests {
         assert_eq!(seen.len(), 4);
         assert_eq!(seen[3], (4, 4, "last".to_string()));
         assert!(outcomes[0].result.is_ok() && outcomes[3].result.is_ok());
-        let e1 = outcomes[1].result.as_ref().err().expect("error");
+        let e1 = outcomes[1].result.as_ref().expect_err("error");
         assert_eq!(e1, "setting up: synthetic failure");
-        let e2 = outcomes[2].result.as_ref().err().expect("error");
+        let e2 = outcomes[2].result.as_ref().expect_err("error");
         assert_eq!(e2, "panicked: synthetic panic");
 
         let benches = entries(&outcomes, None);
