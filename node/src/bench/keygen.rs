@@ -214,7 +214,7 @@ pub fn run(args: Args) -> anyhow::Result<Report> {
             &secs,
         );
         if *bits == 1024 {
-            f = f.target("median <= 1 s (>= 200x TNO)");
+            f = f.target(super::Target::at_most(1.0, "median ≤ 1 s (≥ 200× TNO)"));
         }
         if let Some((tmin, tmed, tmax)) = tno_seconds(*bits) {
             let ratio = tmed / f.median;

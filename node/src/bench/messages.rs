@@ -237,7 +237,7 @@ async fn measure(args: &Args) -> anyhow::Result<Report> {
     );
     let figures = vec![
         Figure {
-            target: Some("≤ 1 ms".into()),
+            target: Some(super::Target::at_most(1.0, "≤ 1 ms")),
             peer: Some(format!(
                 "TNO comm {TNO_P50_MS} ms (unsigned); TNO/ours {:.2}",
                 TNO_P50_MS / p50.median
@@ -252,7 +252,7 @@ async fn measure(args: &Args) -> anyhow::Result<Report> {
             ..p99
         },
         Figure {
-            target: Some("≥ 3,000 msg/s".into()),
+            target: Some(super::Target::at_least(3000.0, "≥ 3,000 msg/s")),
             peer: Some(format!(
                 "TNO comm {TNO_MSGS} msg/s (unsigned); ours/TNO {:.2}",
                 rate.median / TNO_MSGS

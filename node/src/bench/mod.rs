@@ -2,6 +2,7 @@
 //! machine, the parameters, min / median / max per figure, the target and the peer's figure from
 //! TARGETS.md with the ratio.
 
+pub mod all;
 pub mod blob;
 pub mod enroll;
 pub mod keygen;
@@ -9,10 +10,115 @@ pub mod keygen_net;
 pub mod messages;
 pub mod paillier;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+/// How a target compares the figure with its value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cmp {
+    /// Met when the statistic is ≤ the value (times, latencies, memory, failures).
+    AtMost,
+    /// Met when the statistic is ≥ the value (rates, throughputs, ratios).
+    AtLeast,
+}
+
+/// Which statistic of a figure a target is checked on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stat {
+    /// The median over runs (the default: TARGETS.md compares medians).
+    #[default]
+    Median,
+    /// The maximum over runs (e.g. "0 failures" in every run).
+    Max,
+}
+
+/// A figure's target: the text of TARGETS.md and, where it is a number, a machine-checkable
+/// bound in the figure's own unit.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Target {
+    /// The target as a person reads it, e.g. `median ≤ 1 s`.
+    pub text: String,
+    /// The comparison, when the target is checkable.
+    pub cmp: Option<Cmp>,
+    /// The bound, in the figure's unit.
+    pub value: Option<f64>,
+    /// The statistic checked.
+    #[serde(default)]
+    pub stat: Stat,
+}
+
+impl Target {
+    /// A text-only target (shown, never checked).
+    pub fn text(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            cmp: None,
+            value: None,
+            stat: Stat::Median,
+        }
+    }
+
+    /// Met when the median is ≤ `value`.
+    pub fn at_most(value: f64, text: impl Into<String>) -> Self {
+        Self {
+            cmp: Some(Cmp::AtMost),
+            value: Some(value),
+            ..Self::text(text)
+        }
+    }
+
+    /// Met when the median is ≥ `value`.
+    pub fn at_least(value: f64, text: impl Into<String>) -> Self {
+        Self {
+            cmp: Some(Cmp::AtLeast),
+            value: Some(value),
+            ..Self::text(text)
+        }
+    }
+
+    /// Checks `stat` instead of the median.
+    pub fn on(mut self, stat: Stat) -> Self {
+        self.stat = stat;
+        self
+    }
+
+    /// Whether the figure meets the target: `None` when the target is text only or the figure
+    /// has no value (no samples).
+    pub fn met(&self, median: f64, max: f64) -> Option<bool> {
+        let x = match self.stat {
+            Stat::Median => median,
+            Stat::Max => max,
+        };
+        let (cmp, v) = (self.cmp?, self.value?);
+        if x.is_nan() || v.is_nan() {
+            return None;
+        }
+        Some(match cmp {
+            Cmp::AtMost => x <= v,
+            Cmp::AtLeast => x >= v,
+        })
+    }
+}
+
+impl From<&str> for Target {
+    fn from(s: &str) -> Self {
+        Self::text(s)
+    }
+}
+
+impl From<String> for Target {
+    fn from(s: String) -> Self {
+        Self::text(s)
+    }
+}
 
 /// One measured figure.
+///
+/// In JSON, `target` stays the target's text (as before structured targets), and
+/// `target_check` (`{cmp, value, stat}` or null) and `met` (true / false / null) are added.
 #[derive(Clone, Debug, Serialize)]
+#[serde(into = "FigureJson")]
 pub struct Figure {
     /// What was measured.
     pub name: String,
@@ -25,9 +131,43 @@ pub struct Figure {
     /// Maximum over runs.
     pub max: f64,
     /// The target, when one applies.
-    pub target: Option<String>,
+    pub target: Option<Target>,
     /// The peer's figure and our ratio, when one applies.
     pub peer: Option<String>,
+}
+
+/// The JSON form of a [`Figure`].
+#[derive(Serialize)]
+struct FigureJson {
+    name: String,
+    unit: String,
+    min: f64,
+    median: f64,
+    max: f64,
+    target: Option<String>,
+    target_check: Option<serde_json::Value>,
+    met: Option<bool>,
+    peer: Option<String>,
+}
+
+impl From<Figure> for FigureJson {
+    fn from(f: Figure) -> Self {
+        let met = f.met();
+        let check = f.target.as_ref().and_then(|t| {
+            Some(serde_json::json!({ "cmp": t.cmp?, "value": t.value?, "stat": t.stat }))
+        });
+        Self {
+            name: f.name,
+            unit: f.unit,
+            min: f.min,
+            median: f.median,
+            max: f.max,
+            target: f.target.map(|t| t.text),
+            target_check: check,
+            met,
+            peer: f.peer,
+        }
+    }
 }
 
 impl Figure {
@@ -53,8 +193,8 @@ impl Figure {
         }
     }
 
-    /// Sets the target text.
-    pub fn target(mut self, t: impl Into<String>) -> Self {
+    /// Sets the target: a [`Target`], or text only (`&str` / `String`).
+    pub fn target(mut self, t: impl Into<Target>) -> Self {
         self.target = Some(t.into());
         self
     }
@@ -63,6 +203,11 @@ impl Figure {
     pub fn peer(mut self, p: impl Into<String>) -> Self {
         self.peer = Some(p.into());
         self
+    }
+
+    /// Whether the target is met (see [`Target::met`]); `None` without a checkable target.
+    pub fn met(&self) -> Option<bool> {
+        self.target.as_ref()?.met(self.median, self.max)
     }
 }
 
@@ -126,7 +271,12 @@ impl Report {
                 f.name, f.min, f.median, f.max, f.unit
             );
             if let Some(t) = &f.target {
-                println!("      target: {t}");
+                let met = match f.met() {
+                    Some(true) => " (met)",
+                    Some(false) => " (NOT met)",
+                    None => "",
+                };
+                println!("      target: {}{met}", t.text);
             }
             if let Some(p) = &f.peer {
                 println!("      peer:   {p}");
@@ -148,11 +298,18 @@ pub enum BenchCommand {
     Messages(messages::Args),
     /// A 1 GiB blob between two `caucus` processes until the signed receipt, beside raw TLS.
     Blob(blob::Args),
+    /// Every benchmark in turn (optionally beside TNO's Python implementation), one report.
+    All(all::Args),
 }
 
-/// Runs a bench subcommand and prints its report.
-pub fn run(cmd: BenchCommand) -> anyhow::Result<Report> {
+/// Runs a bench subcommand and prints its report (`bench all` prints and writes its own, and
+/// returns `None`).
+pub fn run(cmd: BenchCommand) -> anyhow::Result<Option<Report>> {
     let (report, json) = match cmd {
+        BenchCommand::All(a) => {
+            all::run(a)?;
+            return Ok(None);
+        }
         BenchCommand::Keygen(a) => {
             let json = a.json;
             (keygen::run(a)?, json)
@@ -178,5 +335,5 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<Report> {
         }
     };
     report.print(json);
-    Ok(report)
+    Ok(Some(report))
 }

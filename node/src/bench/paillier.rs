@@ -89,6 +89,14 @@ pub fn run(args: Args) -> anyhow::Result<Report> {
             ours / x
         )
     };
+    // TARGETS.md's encryption targets are for 2048-bit N (phe's figure is at 2048 bits).
+    let tgt = |v: f64, text: &str| {
+        if bits == 2048 {
+            super::Target::at_least(v, text)
+        } else {
+            super::Target::text(format!("{text} at 2048 bits"))
+        }
+    };
     let mut figures = Vec::new();
     let f = Figure::from_samples(
         &format!("encryption {bits}-bit, standard r^N"),
@@ -96,7 +104,10 @@ pub fn run(args: Args) -> anyhow::Result<Report> {
         &enc,
     );
     let med = f.median;
-    figures.push(f.target(">= 2x phe (192/s)").peer(phe(96.0, med)));
+    figures.push(
+        f.target(tgt(192.0, "≥ 2× phe (192/s)"))
+            .peer(phe(96.0, med)),
+    );
     let f = Figure::from_samples(
         &format!(
             "encryption {bits}-bit, DJN h_s^a (a: {} bits; table {djn_setup_ms:.0} ms once per key)",
@@ -106,14 +117,17 @@ pub fn run(args: Args) -> anyhow::Result<Report> {
         &djn,
     );
     let med = f.median;
-    figures.push(f.target(">= 2x phe (192/s)").peer(phe(96.0, med)));
+    figures.push(
+        f.target(tgt(192.0, "≥ 2× phe (192/s)"))
+            .peer(phe(96.0, med)),
+    );
     let f = Figure::from_samples(
         &format!("encryption {bits}-bit, precomputed r^N pool"),
         "ops/s",
         &pooled,
     );
     let med = f.median;
-    figures.push(f.target(">= 1,000/s").peer(phe(96.0, med)));
+    figures.push(f.target(tgt(1000.0, "≥ 1,000/s")).peer(phe(96.0, med)));
     let f = Figure::from_samples(
         &format!("decryption {bits}-bit (single key, CRT)"),
         "ops/s",
