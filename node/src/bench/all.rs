@@ -1008,20 +1008,14 @@ pub fn markdown(r: &AllReport, level: usize) -> String {
     }
 
     for e in &r.benches {
-        let _ = writeln!(s, "{h2} {}\n", e.title);
-        let _ = writeln!(
-            s,
-            "`{}` ({}){}\n",
-            e.command,
-            duration(e.elapsed_s),
-            if e.error.is_some() {
-                " — **FAILED**"
-            } else {
-                ""
-            }
+        section_head(
+            &mut s,
+            &format!("{h2} {}", e.title),
+            &e.command,
+            e.elapsed_s,
+            &e.error,
         );
-        if let Some(err) = &e.error {
-            let _ = writeln!(s, "error: `{}`\n", err.replace('`', "'").replace('\n', " "));
+        if e.error.is_some() {
             continue;
         }
         let _ = writeln!(s, "params: `{}`\n", e.params.to_string().replace('`', "'"));
@@ -1030,21 +1024,8 @@ pub fn markdown(r: &AllReport, level: usize) -> String {
     }
 
     if let Some(t) = &r.tno {
-        let _ = writeln!(s, "{h2} TNO (Python, this run)\n");
-        let _ = writeln!(
-            s,
-            "`{}` ({}){}\n",
-            t.command,
-            duration(t.elapsed_s),
-            if t.error.is_some() {
-                " — **FAILED**"
-            } else {
-                ""
-            }
-        );
-        if let Some(err) = &t.error {
-            let _ = writeln!(s, "error: `{}`\n", err.replace('`', "'"));
-        }
+        let title = format!("{h2} TNO (Python, this run)");
+        section_head(&mut s, &title, &t.command, t.elapsed_s, &t.error);
         if let Some(rep) = &t.report {
             if let Some(v) = rep.versions.get("tno.mpc.protocols.distributed_keygen") {
                 let _ = writeln!(
@@ -1078,6 +1059,20 @@ pub fn markdown(r: &AllReport, level: usize) -> String {
         }
     }
     s
+}
+
+/// A report section's heading, its command with the time it took, and its error if it failed.
+fn section_head(s: &mut String, title: &str, command: &str, secs: f64, error: &Option<String>) {
+    let failed = if error.is_some() {
+        " — **FAILED**"
+    } else {
+        ""
+    };
+    let _ = writeln!(s, "{title}\n");
+    let _ = writeln!(s, "`{command}` ({}){failed}\n", duration(secs));
+    if let Some(err) = error {
+        let _ = writeln!(s, "error: `{}`\n", err.replace('`', "'").replace('\n', " "));
+    }
 }
 
 fn verdict_md(x: &Row) -> &'static str {
