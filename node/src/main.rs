@@ -167,9 +167,8 @@ enum Command {
     /// CA + three nodes locally: enrolment, blob share, keygen, secure sum, decryption with one
     /// party offline, narrated with timings.
     Demo(caucus_node::demo::DemoArgs),
-    /// Benchmarks (measured, not asserted; see TARGETS.md).
-    #[command(subcommand)]
-    Bench(caucus_node::bench::BenchCommand),
+    /// Benchmarks (measured, not asserted; see TARGETS.md). No subcommand: all of them.
+    Bench(caucus_node::bench::BenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -570,7 +569,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         // Benchmarks build their own runtimes (or threads).
-        Command::Bench(cmd) => caucus_node::bench::run(cmd).map(|_| ()),
+        Command::Bench(args) => caucus_node::bench::run(args.into_command()).map(|_| ()),
         other => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(run(other))),

@@ -285,6 +285,26 @@ impl Report {
     }
 }
 
+/// `caucus bench [SUBCOMMAND]`: one benchmark, or with no subcommand every benchmark in turn
+/// (`caucus bench --vs-tno` is `caucus bench all --vs-tno`).
+#[derive(clap::Args, Debug, Clone)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BenchArgs {
+    /// One benchmark; without it, all of them.
+    #[command(subcommand)]
+    pub command: Option<BenchCommand>,
+    /// The options of `bench all`, when no subcommand is given.
+    #[command(flatten)]
+    pub all: all::Args,
+}
+
+impl BenchArgs {
+    /// The subcommand to run (`all` when none was given).
+    pub fn into_command(self) -> BenchCommand {
+        self.command.unwrap_or(BenchCommand::All(self.all))
+    }
+}
+
 /// `caucus bench` subcommands.
 #[derive(clap::Subcommand, Debug, Clone)]
 pub enum BenchCommand {
@@ -336,4 +356,45 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<Option<Report>> {
     };
     report.print(json);
     Ok(Some(report))
+}
+
+#[cfg(test)]
+mod cli_tests {
+    use clap::Parser;
+
+    use super::{BenchArgs, BenchCommand};
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<BenchCommand, clap::Error> {
+        let argv = std::iter::once("bench").chain(args.iter().copied());
+        Cli::try_parse_from(argv).map(|c| c.bench.into_command())
+    }
+
+    #[test]
+    fn no_subcommand_is_all_with_its_options() {
+        match parse(&["--vs-tno", "--quick", "--only", "keygen,blob"]).expect("parses") {
+            BenchCommand::All(a) => {
+                assert!(a.vs_tno && a.quick);
+                assert_eq!(a.only, ["keygen", "blob"]);
+            }
+            other => panic!("expected all, got {other:?}"),
+        }
+        assert!(matches!(parse(&[]), Ok(BenchCommand::All(a)) if !a.vs_tno && !a.quick));
+    }
+
+    #[test]
+    fn a_subcommand_keeps_its_own_options() {
+        assert!(matches!(
+            parse(&["keygen", "--bits", "512"]),
+            Ok(BenchCommand::Keygen(a)) if a.bits == Some(512)
+        ));
+        assert!(matches!(parse(&["all", "--vs-tno"]), Ok(BenchCommand::All(a)) if a.vs_tno));
+        // Options of `bench all` before a subcommand are an error, not silently dropped.
+        assert!(parse(&["--vs-tno", "keygen"]).is_err());
+    }
 }
