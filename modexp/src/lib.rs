@@ -18,7 +18,11 @@
 //! Secret inputs are copied into AWS-LC `BIGNUM`s that are freed with `BN_clear_free`, and the
 //! byte buffers used for the copy are zeroized.
 
-#![deny(missing_docs, unsafe_op_in_unsafe_fn)]
+#![deny(
+    missing_docs,
+    unsafe_op_in_unsafe_fn,
+    clippy::undocumented_unsafe_blocks
+)]
 
 use std::ptr::NonNull;
 
