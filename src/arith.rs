@@ -221,16 +221,6 @@ pub fn mod_floor(a: &BigInt, m: &BigUint) -> BigUint {
     r.magnitude().clone()
 }
 
-/// `base^exp mod m` for a signed exponent; `None` when `exp < 0` and `base` is not invertible.
-pub fn modpow_signed(base: &BigUint, exp: &BigInt, m: &BigUint) -> Option<BigUint> {
-    if exp.sign() == Sign::Minus {
-        let inv = base.modinv(m)?;
-        Some(caucus_modexp::modpow(&inv, exp.magnitude(), m))
-    } else {
-        Some(caucus_modexp::modpow(base, exp.magnitude(), m))
-    }
-}
-
 /// Overwrites the limbs of `x` with zeros in place, then sets it to zero (best effort: copies made
 /// earlier by arithmetic are not reached).
 pub fn zeroize_biguint(x: &mut BigUint) {

@@ -2,10 +2,10 @@
 //! block of the fixed-base tables of [`crate::paillier::djn`] (encryption randomness `h_s^α` as a
 //! product of precomputed powers) and of the Boneh–Franklin twisted-group powers.
 //!
-//! A product goes into a double-width buffer, then a Montgomery reduction (REDC). Plain exponentiations do not use this module: AWS-LC's
-//! assembly ([`caucus_modexp`]) is 2.3× faster than a sliding window over these products at
-//! 2048 bits; what this module adds is an allocation-free modular product for long chains of
-//! multiplications by precomputed values.
+//! A product goes into a double-width buffer, then a Montgomery reduction (REDC). Plain
+//! exponentiations do not use this module: AWS-LC's assembly ([`caucus_modexp`]) is 2.3× faster
+//! than a sliding window over these products at 2048 bits; what this module adds is an
+//! allocation-free modular product for long chains of multiplications by precomputed values.
 //!
 //! Not constant-time (neither is num-bigint): the crate's threat model is semi-honest parties on
 //! authenticated channels.

@@ -87,14 +87,6 @@ pub fn small_jacobi_base(run: &[u8], n: &BigUint) -> BigUint {
     BigUint::from(3u8)
 }
 
-/// `g^e mod n` for a small base from [`small_jacobi_base`]. AWS-LC's exponentiation
-/// ([`caucus_modexp`]) beats the word-multiplication shortcut of
-/// [`crate::monty::Monty::pow_small`] by 1.7–2× at these sizes (squarings dominate), so it is used
-/// for every base.
-pub fn small_base_pow(g: &BigUint, e: &BigUint, n: &BigUint) -> BigUint {
-    caucus_modexp::modpow(g, e, n)
-}
-
 /// The twisted-group base number `idx`: (a, b) with b ≠ 0, from a hash of (run, N, idx, counter).
 pub fn twisted_base(run: &[u8], n: &BigUint, idx: u32) -> (BigUint, BigUint) {
     let nb = n.to_bytes_be();
