@@ -68,3 +68,44 @@ fn inner_json_snapshot() {
     assert_eq!(inner.meta.message_id, "sum/1");
     assert_eq!(inner.payload["list"], json!([1, 2, 3]));
 }
+
+#[test]
+fn batch_snapshot() {
+    // The signed-bytes layout: context, count, then length-prefixed inner strings.
+    let mut want = b"\0caucus/1 envelope batch\0".to_vec();
+    want.extend_from_slice(&[0, 0, 0, 2, 0, 0, 0, 2]);
+    want.extend_from_slice(b"{}");
+    want.extend_from_slice(&[0, 0, 0, 3]);
+    want.extend_from_slice(b"[1]");
+    assert_eq!(caucus::msg::batch::signed_bytes(&["{}", "[1]"]), want);
+
+    let (a, b, meta) = fixed();
+    let mut second = meta.clone();
+    second.message_id = "sum/2".into();
+    second.nonce = *b"fedcba9876543210";
+    let items = [
+        caucus::msg::Unsigned::new(meta, json!({"value": "AQAB"})).expect("encode"),
+        caucus::msg::Unsigned::new(second, json!([4, 5])).expect("encode"),
+    ];
+    let path = vector("envelope_batch.json");
+    if std::env::var_os("CAUCUS_UPDATE_VECTORS").is_some() {
+        let body = caucus::msg::seal_batch(&a, &items).expect("seal");
+        std::fs::write(&path, body).expect("write");
+    }
+    // The committed batch (randomised PSS, so not regenerated bit for bit) still opens, in order.
+    let committed = std::fs::read(&path).expect("batch vector");
+    let mut opener = Opener::new("s1", Some(b.public_key().party_id()));
+    let got = opener
+        .open_batch(
+            &committed,
+            &a.public_key().party_id(),
+            a.public_key(),
+            NOW + 10,
+        )
+        .expect("committed batch opens");
+    let ids: Vec<_> = got
+        .into_iter()
+        .map(|i| i.result.expect("accepted").meta.message_id)
+        .collect();
+    assert_eq!(ids, ["sum/1", "sum/2"]);
+}

@@ -89,7 +89,7 @@ pub enum EnvelopeError {
 }
 
 /// Truncates an error text that may contain attacker input.
-fn short(e: impl std::fmt::Display) -> EnvelopeError {
+pub(crate) fn short(e: impl std::fmt::Display) -> EnvelopeError {
     let mut s = e.to_string();
     if s.len() > 120 {
         let mut cut = 120;
@@ -238,9 +238,7 @@ pub fn seal(
     if meta.id != key.public_key().party_id() {
         return Err(EnvelopeError::KeyMismatch);
     }
-    meta.check_bounds()?;
-    let message =
-        serde_json::to_string(&Inner { meta, payload }).map_err(|_| EnvelopeError::Seal)?;
+    let message = encode_inner(meta, payload)?;
     let sig = key
         .sign_pss(message.as_bytes())
         .map_err(|_| EnvelopeError::Seal)?;
@@ -250,13 +248,29 @@ pub fn seal(
     })
 }
 
+/// The inner JSON string of `meta` and `payload` (the bytes a signature covers), after checking
+/// the field bounds.
+pub(crate) fn encode_inner(
+    meta: Meta,
+    payload: serde_json::Value,
+) -> Result<String, EnvelopeError> {
+    meta.check_bounds()?;
+    serde_json::to_string(&Inner { meta, payload }).map_err(|_| EnvelopeError::Seal)
+}
+
+/// Parses an inner JSON string and checks its field bounds.
+pub(crate) fn parse_inner(message: &str) -> Result<Inner, EnvelopeError> {
+    let inner: Inner = serde_json::from_str(message).map_err(short)?;
+    inner.meta.check_bounds()?;
+    Ok(inner)
+}
+
 /// Parses an envelope without verifying it: returns the inner message and the raw signature.
 ///
 /// Exposed for tooling and fuzzing; receivers use [`Opener::open`].
 pub fn parse(bytes: &[u8]) -> Result<(Envelope, Inner, Vec<u8>), EnvelopeError> {
     let env: Envelope = serde_json::from_slice(bytes).map_err(short)?;
-    let inner: Inner = serde_json::from_str(&env.message).map_err(short)?;
-    inner.meta.check_bounds()?;
+    let inner = parse_inner(&env.message)?;
     let sig = b64u_decode(&env.signature, MAX_SIGNATURE_BYTES).map_err(short)?;
     Ok((env, inner, sig))
 }
@@ -336,6 +350,12 @@ impl Opener {
         peer_key
             .verify_pss(env.message.as_bytes(), &sig)
             .map_err(|_| EnvelopeError::BadSignature)?;
+        self.accept(inner, now_ms)
+    }
+
+    /// The checks after the signature, for one signed inner message: session, recipient,
+    /// timestamp, then replay (recording the nonce only when everything passed).
+    pub(crate) fn accept(&mut self, inner: Inner, now_ms: i64) -> Result<Inner, EnvelopeError> {
         if inner.meta.session != self.session {
             return Err(EnvelopeError::WrongSession);
         }

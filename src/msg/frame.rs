@@ -21,6 +21,8 @@ pub enum FrameKind {
     Plain = 2,
     /// A binary blob chunk: `blob id (16 bytes) ‖ chunk index (8 bytes, BE) ‖ ciphertext`.
     BlobChunk = 3,
+    /// Several signed JSON messages under one signature (see [`crate::msg::batch`]).
+    Batch = 4,
 }
 
 impl FrameKind {
@@ -29,6 +31,7 @@ impl FrameKind {
             1 => Some(Self::Envelope),
             2 => Some(Self::Plain),
             3 => Some(Self::BlobChunk),
+            4 => Some(Self::Batch),
             _ => None,
         }
     }

@@ -185,6 +185,7 @@ impl Conn {
             ))),
             FrameKind::BlobChunk => Ok(Incoming::Chunk(f.body)),
             FrameKind::Plain => Err(TransportError::UnexpectedFrame("unsigned")),
+            FrameKind::Batch => Err(TransportError::UnexpectedFrame("batch")),
         }
     }
 

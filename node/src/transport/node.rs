@@ -12,18 +12,22 @@
 //!   re-dialled with bounded exponential backoff when it drops; a send waits for the peer until
 //!   its deadline. Idle outgoing connections send a signed `smc/ping` keepalive so that the
 //!   acceptor's idle timeout only drops peers that really send nothing.
+//! * Group signing: [`Node::send`] and [`Node::request`] queue their message on the link; whoever
+//!   next holds the link's writer signs everything queued with one RSA-PSS signature (a kind-4
+//!   batch, [`caucus::msg::batch`]) and writes it. A lone message goes out as an ordinary kind-1
+//!   envelope, so an idle link adds no latency, and a busy one pays one signature per batch.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use caucus::encoding::{b64u, b64u_decode};
 use caucus::msg::frame::{DEFAULT_MAX_FRAME, FrameKind};
-use caucus::msg::{Inner, Meta, Opener, seal};
+use caucus::msg::{BatchItem, Inner, MAX_BATCH, Meta, Opener, Refused, Unsigned, seal};
 use caucus::pki::{PartyId, PrivateKey};
 use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
@@ -133,9 +137,37 @@ struct Presence {
 
 type Pending = Mutex<HashMap<[u8; 16], oneshot::Sender<Result<Inner, TransportError>>>>;
 
+/// Inner bytes of queued messages signed together at most (the outer JSON escaping can at most
+/// double them, which stays far below the frame limit).
+const BATCH_BYTES: usize = 256 << 10;
+
+type Queued = (Unsigned, oneshot::Sender<Result<(), TransportError>>);
+
+/// Messages and signatures a node has sent through its group-signing queues.
+#[derive(Debug, Default)]
+struct SendCounters {
+    messages: AtomicU64,
+    signatures: AtomicU64,
+}
+
+/// What [`Node::send_stats`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SendStats {
+    /// Messages sent by [`Node::send`] and [`Node::request`].
+    pub messages: u64,
+    /// RSA-PSS signatures those messages needed (one per kind-1 envelope or kind-4 batch).
+    pub signatures: u64,
+}
+
 /// One outgoing connection to a peer.
 struct Link {
     writer: tokio::sync::Mutex<FrameWriter<tokio::io::WriteHalf<TlsConn>>>,
+    /// Messages for the link's signer task, which signs what has queued up and writes it.
+    queue: tokio::sync::mpsc::Sender<Queued>,
+    /// A sender is signing its message itself (the idle-link fast path).
+    inline: AtomicBool,
+    /// The signer task is signing or writing a batch.
+    signer_busy: AtomicBool,
     pending: Arc<Pending>,
     closed: Arc<AtomicBool>,
     last_write: Mutex<Instant>,
@@ -159,15 +191,55 @@ impl Link {
 
     async fn write(&self, body: &[u8]) -> Result<(), TransportError> {
         let mut w = self.writer.lock().await;
+        self.write_locked(&mut w, FrameKind::Envelope, body).await
+    }
+
+    async fn write_locked(
+        &self,
+        w: &mut FrameWriter<tokio::io::WriteHalf<TlsConn>>,
+        kind: FrameKind,
+        body: &[u8],
+    ) -> Result<(), TransportError> {
         if let Ok(mut t) = self.last_write.lock() {
             *t = Instant::now();
         }
-        let r = w.write_frame(FrameKind::Envelope, body).await;
+        let r = w.write_frame(kind, body).await;
         // A frame refused locally (too large) leaves the connection intact.
         if r.is_err() && !matches!(r, Err(TransportError::Frame(_))) {
             self.closed.store(true, Ordering::SeqCst);
         }
         r
+    }
+
+    /// Sends `item`: on an idle link the caller signs and writes it itself (no task hop on the
+    /// latency path); otherwise it goes to the link's signer, which signs everything queued
+    /// together (group signing). Returns once it was written, or with the error of the write that
+    /// carried it.
+    async fn send_queued(&self, core: &Core, item: Unsigned) -> Result<(), TransportError> {
+        if self.queue.capacity() == self.queue.max_capacity()
+            && !self.signer_busy.load(Ordering::Acquire)
+            && !self.inline.swap(true, Ordering::AcqRel)
+        {
+            let _clear = ClearOnDrop(&self.inline);
+            let (kind, body) = core.seal_queued(std::slice::from_ref(&item))?;
+            let mut w = self.writer.lock().await;
+            return self.write_locked(&mut w, kind, &body).await;
+        }
+        let (tx, rx) = oneshot::channel();
+        self.queue
+            .send((item, tx))
+            .await
+            .map_err(|_| TransportError::Closed)?;
+        rx.await.unwrap_or(Err(TransportError::Closed))
+    }
+}
+
+/// Clears a flag when dropped (also when the future holding it is cancelled).
+struct ClearOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for ClearOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 
@@ -189,6 +261,7 @@ pub struct Core {
     presence: Mutex<HashMap<PartyId, Presence>>,
     links: Mutex<HashMap<PartyId, LinkSlot>>,
     events: broadcast::Sender<Refusal>,
+    sent: SendCounters,
 }
 
 impl std::fmt::Debug for Core {
@@ -217,10 +290,29 @@ impl Core {
         Ok(seal(&self.key, meta, payload)?.to_bytes())
     }
 
+    /// Signs queued messages: one as a kind-1 envelope, several as a kind-4 batch.
+    fn seal_queued(&self, items: &[Unsigned]) -> Result<(FrameKind, Vec<u8>), TransportError> {
+        let r = match items {
+            [one] => (FrameKind::Envelope, caucus::msg::seal_one(&self.key, one)?),
+            _ => (FrameKind::Batch, caucus::msg::seal_batch(&self.key, items)?),
+        };
+        self.sent
+            .messages
+            .fetch_add(items.len() as u64, Ordering::Relaxed);
+        self.sent.signatures.fetch_add(1, Ordering::Relaxed);
+        Ok(r)
+    }
+
     pub(crate) fn open(&self, peer: &PeerInfo, body: &[u8]) -> Result<Inner, TransportError> {
         let now = self.trust.clock().now_ms();
         let mut o = self.opener.lock().unwrap_or_else(|p| p.into_inner());
         Ok(o.open(body, &peer.party_id, &peer.public_key, now)?)
+    }
+
+    fn open_batch(&self, peer: &PeerInfo, body: &[u8]) -> Result<Vec<BatchItem>, TransportError> {
+        let now = self.trust.clock().now_ms();
+        let mut o = self.opener.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(o.open_batch(body, &peer.party_id, &peer.public_key, now)?)
     }
 
     fn report(&self, remote: Option<SocketAddr>, peer: Option<&PeerInfo>, error: TransportError) {
@@ -342,6 +434,7 @@ impl Node {
                 presence: Mutex::default(),
                 links: Mutex::default(),
                 events,
+                sent: SendCounters::default(),
             }),
         })
     }
@@ -494,7 +587,8 @@ impl Node {
         }
     }
 
-    /// Seals and sends a one-way message (`meta.to` = `party`).
+    /// Sends a one-way message (`meta.to` = `party`), signed alone or in a batch with the other
+    /// messages queued for `party` at that moment.
     pub async fn send(
         &self,
         party: &PartyId,
@@ -503,8 +597,29 @@ impl Node {
         payload: Value,
         deadline: Instant,
     ) -> Result<(), TransportError> {
-        let s = self.seal(method, message_id, Some(*party), payload)?;
-        self.send_sealed(party, &s, deadline).await
+        let item = Unsigned::new(self.core.meta(method, message_id, Some(*party)), payload)?;
+        loop {
+            let link = self.link(party, deadline).await?;
+            match link.send_queued(&self.core, item.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(e @ (TransportError::Frame(_) | TransportError::Envelope(_))) => return Err(e),
+                Err(e) => {
+                    tracing::debug!("write to {party:?} failed ({e}); re-dialling");
+                    if Instant::now() >= deadline {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Messages sent and signatures made by [`Node::send`] and [`Node::request`] so far: their
+    /// ratio is the mean batch size of group signing.
+    pub fn send_stats(&self) -> SendStats {
+        SendStats {
+            messages: self.core.sent.messages.load(Ordering::Relaxed),
+            signatures: self.core.sent.signatures.load(Ordering::Relaxed),
+        }
     }
 
     /// Sends a request over the shared outgoing connection and waits for the reply until
@@ -517,18 +632,21 @@ impl Node {
         payload: Value,
         deadline: Instant,
     ) -> Result<Inner, TransportError> {
-        let sealed = self.seal(method, message_id, Some(*party), payload)?;
+        let item = Unsigned::new(self.core.meta(method, message_id, Some(*party)), payload)?;
+        let nonce = item.nonce();
         loop {
             let link = self.link(party, deadline).await?;
             let (tx, rx) = oneshot::channel();
             if let Ok(mut p) = link.pending.lock() {
-                p.insert(sealed.nonce, tx);
+                p.insert(nonce, tx);
             }
-            if let Err(e) = link.write(&sealed.bytes).await {
+            if let Err(e) = link.send_queued(&self.core, item.clone()).await {
                 if let Ok(mut p) = link.pending.lock() {
-                    p.remove(&sealed.nonce);
+                    p.remove(&nonce);
                 }
-                if Instant::now() >= deadline || matches!(e, TransportError::Frame(_)) {
+                if Instant::now() >= deadline
+                    || matches!(e, TransportError::Frame(_) | TransportError::Envelope(_))
+                {
                     return Err(e);
                 }
                 continue;
@@ -538,7 +656,7 @@ impl Node {
                 Ok(Err(_)) => Err(TransportError::Closed),
                 Err(_) => {
                     if let Ok(mut p) = link.pending.lock() {
-                        p.remove(&sealed.nonce);
+                        p.remove(&nonce);
                     }
                     Err(TransportError::Timeout("waiting for the reply"))
                 }
@@ -711,8 +829,12 @@ fn start_link(
     peer: PeerInfo,
 ) -> Arc<Link> {
     let (r, w) = tokio::io::split(tokio_rustls::TlsStream::Client(stream));
+    let (qtx, qrx) = tokio::sync::mpsc::channel(4 * MAX_BATCH);
     let link = Arc::new(Link {
         writer: tokio::sync::Mutex::new(FrameWriter::new(w, core.opts.max_frame)),
+        queue: qtx,
+        inline: AtomicBool::new(false),
+        signer_busy: AtomicBool::new(false),
         pending: Arc::default(),
         closed: Arc::default(),
         last_write: Mutex::new(Instant::now()),
@@ -730,11 +852,75 @@ fn start_link(
         Arc::downgrade(&link),
         peer,
     ));
+    let signer = tokio::spawn(link_signer(
+        Arc::downgrade(core),
+        Arc::downgrade(&link),
+        qrx,
+    ));
     if let Ok(mut t) = link.tasks.lock() {
         t.push(reader.abort_handle());
         t.push(keepalive.abort_handle());
+        t.push(signer.abort_handle());
     }
     link
+}
+
+/// How many of the oldest `queued` messages go in the next batch: at least one, then as many as
+/// fit [`MAX_BATCH`] and [`BATCH_BYTES`].
+fn batch_len(queued: &[Queued]) -> usize {
+    let (mut n, mut bytes) = (0, 0);
+    while n < queued.len() && n < MAX_BATCH && (n == 0 || bytes + queued[n].0.len() <= BATCH_BYTES)
+    {
+        bytes += queued[n].0.len();
+        n += 1;
+    }
+    n
+}
+
+/// The link's signer: takes every message queued since its last write, signs them together
+/// (one RSA-PSS signature; a lone message as a plain envelope), writes the frame and tells each
+/// sender the outcome. While it signs, new messages queue up for the next batch.
+async fn link_signer(
+    core: Weak<Core>,
+    link: Weak<Link>,
+    mut rx: tokio::sync::mpsc::Receiver<Queued>,
+) {
+    let mut queued = Vec::with_capacity(MAX_BATCH);
+    loop {
+        if rx.is_empty()
+            && let Some(l) = link.upgrade()
+        {
+            // Truly idle: the next sender may sign its message itself.
+            l.signer_busy.store(false, Ordering::Release);
+        }
+        if rx.recv_many(&mut queued, 4 * MAX_BATCH).await == 0 {
+            return;
+        }
+        let (Some(core), Some(link)) = (core.upgrade(), link.upgrade()) else {
+            for (_, tx) in queued.drain(..) {
+                let _ = tx.send(Err(TransportError::Shutdown));
+            }
+            return;
+        };
+        link.signer_busy.store(true, Ordering::Release);
+        while !queued.is_empty() {
+            let n = batch_len(&queued);
+            let (items, txs): (Vec<Unsigned>, Vec<_>) = queued.drain(..n).unzip();
+            let r = match core.seal_queued(&items) {
+                Ok((kind, body)) => {
+                    let mut w = link.writer.lock().await;
+                    link.write_locked(&mut w, kind, &body).await
+                }
+                Err(e) => Err(e),
+            };
+            for tx in txs {
+                let _ = tx.send(r.clone());
+            }
+        }
+        drop(link);
+        // Still busy: the senders just told of the write queue their next message here.
+        tokio::task::yield_now().await;
+    }
 }
 
 /// Reads replies on an outgoing connection and hands them to the waiting requests.
@@ -905,7 +1091,7 @@ async fn serve_conn(
             }
         };
         match frame.kind {
-            FrameKind::Envelope => {}
+            FrameKind::Envelope | FrameKind::Batch => {}
             FrameKind::Plain => {
                 core.report(
                     Some(remote),
@@ -927,22 +1113,42 @@ async fn serve_conn(
             core.report(Some(remote), Some(&peer), e.into());
             break;
         }
-        let size = frame.body.len();
-        let inner = match core.open(&peer, &frame.body) {
-            Ok(i) => i,
-            Err(e) => {
-                core.report(Some(remote), Some(&peer), e.clone());
-                // Answer if we can tell which message it was (so a waiting request fails fast).
-                if let Ok((_, inner, _)) = caucus::msg::envelope::parse(&frame.body)
-                    && inner.meta.method != METHOD_SMC_MSG
-                    && send_error(&mut conn, &inner, &e).await.is_err()
-                {
-                    break;
+        let keep_going = if frame.kind == FrameKind::Batch {
+            serve_batch(&core, &mut conn, remote, &frame.body).await
+        } else {
+            let size = frame.body.len();
+            match core.open(&peer, &frame.body) {
+                Ok(inner) => deliver(&core, &mut conn, remote, inner, size).await,
+                Err(e) => {
+                    core.report(Some(remote), Some(&peer), e.clone());
+                    // Answer if we can tell which message it was (so a waiting request fails fast).
+                    match caucus::msg::envelope::parse(&frame.body) {
+                        Ok((_, inner, _)) => answer_refused(&mut conn, &inner, &e).await,
+                        Err(_) => true,
+                    }
                 }
-                continue;
             }
         };
-        if let Err(e) = route(&core, &mut conn, inner, size).await {
+        if !keep_going {
+            break;
+        }
+    }
+    conn.close().await;
+    core.set_presence(peer.party_id, -1);
+    tracing::debug!("peer {} disconnected", peer.name);
+}
+
+/// Routes one verified message; `false` when the connection must end.
+async fn deliver(
+    core: &Arc<Core>,
+    conn: &mut Conn,
+    remote: SocketAddr,
+    inner: Inner,
+    size: usize,
+) -> bool {
+    match route(core, conn, inner, size).await {
+        Ok(()) => true,
+        Err(e) => {
             let fatal = matches!(
                 e,
                 TransportError::Io(_)
@@ -951,15 +1157,49 @@ async fn serve_conn(
                     | TransportError::Frame(_)
                     | TransportError::Timeout(_)
             );
-            core.report(Some(remote), Some(&peer), e);
-            if fatal {
-                break;
-            }
+            core.report(Some(remote), Some(&conn.peer), e);
+            !fatal
         }
     }
-    conn.close().await;
-    core.set_presence(peer.party_id, -1);
-    tracing::debug!("peer {} disconnected", peer.name);
+}
+
+/// Tells the sender of a refused request why (one-way `smc/msg` gets no answer); `false` when
+/// the connection failed.
+async fn answer_refused(conn: &mut Conn, inner: &Inner, e: &TransportError) -> bool {
+    inner.meta.method == METHOD_SMC_MSG || send_error(conn, inner, e).await.is_ok()
+}
+
+/// A kind-4 batch: verified as a whole, then each inner message routed or refused on its own,
+/// in order. `false` when the connection must end.
+async fn serve_batch(core: &Arc<Core>, conn: &mut Conn, remote: SocketAddr, body: &[u8]) -> bool {
+    let items = match core.open_batch(&conn.peer, body) {
+        Ok(items) => items,
+        Err(e) => {
+            core.report(Some(remote), Some(&conn.peer), e.clone());
+            if let Ok((_, inners, _)) = caucus::msg::batch::parse(body) {
+                for inner in &inners {
+                    if !answer_refused(conn, inner, &e).await {
+                        return false;
+                    }
+                }
+            }
+            return true;
+        }
+    };
+    for item in items {
+        let ok = match item.result {
+            Ok(inner) => deliver(core, conn, remote, inner, item.len).await,
+            Err(Refused { error, inner }) => {
+                let e = TransportError::from(error);
+                core.report(Some(remote), Some(&conn.peer), e.clone());
+                answer_refused(conn, &inner, &e).await
+            }
+        };
+        if !ok {
+            return false;
+        }
+    }
+    true
 }
 
 async fn send_error(conn: &mut Conn, to: &Inner, e: &TransportError) -> Result<(), TransportError> {
