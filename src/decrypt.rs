@@ -160,11 +160,37 @@ pub fn ciphertext_digest(c: &Ciphertext) -> String {
 }
 
 fn check_ciphertext(pk: &PublicKey, c: &Ciphertext) -> Result<(), DecryptError> {
-    let v = c.value();
-    if v.is_zero() || v >= pk.n_squared() || !v.gcd(pk.n()).is_one() {
+    check_ciphertext_range(pk, c)?;
+    if !c.value().gcd(pk.n()).is_one() {
         return Err(DecryptError::BadCiphertext);
     }
     Ok(())
+}
+
+fn check_ciphertext_range(pk: &PublicKey, c: &Ciphertext) -> Result<(), DecryptError> {
+    let v = c.value();
+    if v.is_zero() || v >= pk.n_squared() {
+        return Err(DecryptError::BadCiphertext);
+    }
+    Ok(())
+}
+
+/// `base^e mod m` for the small public Lagrange exponents of the combine (a few bits): square
+/// and multiply costs a handful of products, where a Montgomery exponentiation would first pay for
+/// its set-up (≈ 0.5 ms at 4096 bits).
+fn pow_small(pk: &PublicKey, base: &BigUint, e: &BigUint) -> BigUint {
+    let n2 = pk.n_squared();
+    if e.bits() > 16 {
+        return pk.pow_n2_public(base, e);
+    }
+    let mut acc = BigUint::one();
+    for i in (0..e.bits()).rev() {
+        acc = (&acc * &acc) % n2;
+        if e.bit(i) {
+            acc = (acc * base) % n2;
+        }
+    }
+    acc
 }
 
 /// This party's partial decryption `c^(2Δ·s_i) mod N²`.
@@ -197,7 +223,7 @@ pub fn combine(
     partials: &[PartialDecryption],
 ) -> Result<BigUint, DecryptError> {
     let pk = &key.public_key;
-    check_ciphertext(pk, c)?;
+    check_ciphertext_range(pk, c)?;
     let key_id = pk.key_id();
     let digest = ciphertext_digest(c);
     let mut seen = std::collections::BTreeSet::new();
@@ -218,9 +244,24 @@ pub fn combine(
         if p.ciphertext != digest {
             return Err(DecryptError::WrongCiphertext { culprit });
         }
-        if p.value.is_zero() || &p.value >= pk.n_squared() || !p.value.gcd(pk.n()).is_one() {
+        if p.value.is_zero() || &p.value >= pk.n_squared() {
             return Err(DecryptError::InvalidPartial { culprit });
         }
+    }
+    // c and every partial must be units mod N: one gcd of their product, and only if that fails
+    // one per value to name the culprit.
+    let n = pk.n();
+    let product = partials
+        .iter()
+        .fold(c.value() % n, |acc, p| (acc * (&p.value % n)) % n);
+    if !product.gcd(n).is_one() {
+        check_ciphertext(pk, c)?;
+        for p in partials {
+            if !p.value.gcd(n).is_one() {
+                return Err(DecryptError::InvalidPartial { culprit: p.index });
+            }
+        }
+        return Err(DecryptError::BadCiphertext);
     }
     let need = key.threshold as usize + 1;
     if partials.len() < need {
@@ -253,7 +294,7 @@ fn combine_quorum(
     let (mut num, mut den) = (BigUint::one(), BigUint::one());
     for (p, m) in quorum.iter().zip(mu) {
         let e: BigInt = m * 2;
-        let term = pk.pow_n2_public(&p.value, e.magnitude());
+        let term = pow_small(pk, &p.value, e.magnitude());
         if (e.sign() == Sign::Minus) != p.negative {
             den = (den * term) % n2;
         } else {
