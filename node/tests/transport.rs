@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use caucus::msg::frame::{DEFAULT_MAX_FRAME, FrameKind, encode};
-use caucus::msg::{Envelope, seal};
+use caucus::msg::{Envelope, EnvelopeError, seal};
 use caucus::pki::PartyId;
 use caucus::pki::verify::VerifyError;
 use caucus::pki::{PrivateKey, Roster};
@@ -932,6 +932,21 @@ async fn concurrent_sends_are_group_signed_and_keep_each_senders_order() {
     still_serves(&n, "after-batches").await;
 }
 
+async fn write_batch(c: &mut RawConn, body: &[u8]) {
+    c.writer
+        .write_frame(FrameKind::Batch, body)
+        .await
+        .expect("write");
+}
+
+/// Waits for an envelope refusal matching `pred`.
+async fn refused_envelope(
+    rx: &mut broadcast::Receiver<Refusal>,
+    pred: impl Fn(&EnvelopeError) -> bool,
+) {
+    refused(rx, |e| matches!(e, TransportError::Envelope(x) if pred(x))).await;
+}
+
 /// A kind-4 batch of smc/msg from party `from` to alice, signed with `key`.
 fn batch(n: &Net, key: &PrivateKey, from: usize, ids: &[(&str, &str, i64)]) -> Vec<u8> {
     let items: Vec<_> = ids
@@ -954,17 +969,8 @@ async fn refuses_tampered_misattributed_and_replayed_batches_item_checks_apart()
     // tampered: one inner changed after signing; nothing of the batch is delivered
     let body = batch(&n, &n.keys[1], 1, &[(SID, "t1", now), (SID, "t2", now)]);
     let tampered = String::from_utf8(body).expect("utf8").replace("t2", "t3");
-    c.writer
-        .write_frame(FrameKind::Batch, tampered.as_bytes())
-        .await
-        .expect("write");
-    refused(&mut rx, |e| {
-        matches!(
-            e,
-            TransportError::Envelope(caucus::msg::EnvelopeError::BadSignature)
-        )
-    })
-    .await;
+    write_batch(&mut c, tampered.as_bytes()).await;
+    refused_envelope(&mut rx, |e| matches!(e, EnvelopeError::BadSignature)).await;
 
     // signed by carol's key and claiming carol, over bob's connection
     let body = batch(
@@ -973,15 +979,9 @@ async fn refuses_tampered_misattributed_and_replayed_batches_item_checks_apart()
         2,
         &[(SID, "spoof1", now), (SID, "spoof2", now)],
     );
-    c.writer
-        .write_frame(FrameKind::Batch, &body)
-        .await
-        .expect("write");
-    refused(&mut rx, |e| {
-        matches!(
-            e,
-            TransportError::Envelope(caucus::msg::EnvelopeError::SenderMismatch { .. })
-        )
+    write_batch(&mut c, &body).await;
+    refused_envelope(&mut rx, |e| {
+        matches!(e, EnvelopeError::SenderMismatch { .. })
     })
     .await;
 
@@ -997,51 +997,18 @@ async fn refuses_tampered_misattributed_and_replayed_batches_item_checks_apart()
             (SID, "b4", now),
         ],
     );
-    c.writer
-        .write_frame(FrameKind::Batch, &body)
-        .await
-        .expect("write");
-    refused(&mut rx, |e| {
-        matches!(
-            e,
-            TransportError::Envelope(caucus::msg::EnvelopeError::WrongSession)
-        )
-    })
-    .await;
-    refused(&mut rx, |e| {
-        matches!(
-            e,
-            TransportError::Envelope(caucus::msg::EnvelopeError::Stale { .. })
-        )
-    })
-    .await;
+    write_batch(&mut c, &body).await;
+    refused_envelope(&mut rx, |e| matches!(e, EnvelopeError::WrongSession)).await;
+    refused_envelope(&mut rx, |e| matches!(e, EnvelopeError::Stale { .. })).await;
     for id in ["b1", "b4"] {
         assert_eq!(n.s[0].recv::<String>("bob", id).await.expect(id), id);
     }
     // the same batch again: every item is a replay
-    c.writer
-        .write_frame(FrameKind::Batch, &body)
-        .await
-        .expect("write");
-    refused(&mut rx, |e| {
-        matches!(
-            e,
-            TransportError::Envelope(caucus::msg::EnvelopeError::Replay)
-        )
-    })
-    .await;
+    write_batch(&mut c, &body).await;
+    refused_envelope(&mut rx, |e| matches!(e, EnvelopeError::Replay)).await;
     // garbage in a batch frame
-    c.writer
-        .write_frame(FrameKind::Batch, b"[1, 2, 3]")
-        .await
-        .expect("write");
-    refused(&mut rx, |e| {
-        matches!(
-            e,
-            TransportError::Envelope(caucus::msg::EnvelopeError::Malformed(_))
-        )
-    })
-    .await;
+    write_batch(&mut c, b"[1, 2, 3]").await;
+    refused_envelope(&mut rx, |e| matches!(e, EnvelopeError::Malformed(_))).await;
     for id in ["t1", "t2", "t3", "spoof1", "spoof2", "b2", "b3"] {
         let r = n.s[0]
             .recv_timeout::<Value>("bob", id, Duration::from_millis(50))
@@ -1053,6 +1020,30 @@ async fn refuses_tampered_misattributed_and_replayed_batches_item_checks_apart()
             .recv_timeout::<Value>("bob", id, Duration::from_millis(50))
             .await;
         assert!(r.is_err(), "{id} must be delivered once");
+    }
+    // requests in a batch are answered in order, a refused one with an error reply
+    let pings: Vec<_> = ["other", SID]
+        .iter()
+        .map(|session| {
+            let meta = meta_for("smc/ping", session, "p", pid(&n, 1), Some(pid(&n, 0)), now);
+            caucus::msg::Unsigned::new(meta, json!(session)).expect("encode")
+        })
+        .collect();
+    write_batch(
+        &mut c,
+        &caucus::msg::seal_batch(&n.keys[1], &pings).expect("seal"),
+    )
+    .await;
+    for (want, nonce) in [("error", pings[0].nonce()), ("reply", pings[1].nonce())] {
+        let f = c
+            .reader
+            .read_frame(None)
+            .await
+            .expect("read")
+            .expect("frame");
+        let (_, inner, _) = caucus::msg::envelope::parse(&f.body).expect("envelope");
+        assert_eq!(inner.meta.method, want);
+        assert_eq!(caucus_node::transport::conn::reply_to(&inner), Some(nonce));
     }
     // the raw connection still carries a good message
     let env = envelope(&n, &n.keys[1], 1, "good", now_ms(), json!("ok"));

@@ -387,8 +387,6 @@ impl Opener {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::OnceLock;
-
     use rand::SeedableRng;
     use rand_chacha::ChaCha20Rng;
     use serde_json::json;
@@ -397,16 +395,7 @@ mod tests {
 
     const NOW: i64 = 1_700_000_000_000;
 
-    fn keys() -> &'static (PrivateKey, PrivateKey) {
-        static K: OnceLock<(PrivateKey, PrivateKey)> = OnceLock::new();
-        K.get_or_init(|| {
-            let a = PrivateKey::from_pkcs8_pem(include_str!("../../tests/vectors/test_key_a.pem"))
-                .expect("key a");
-            let b = PrivateKey::from_pkcs8_pem(include_str!("../../tests/vectors/test_key_b.pem"))
-                .expect("key b");
-            (a, b)
-        })
-    }
+    use crate::msg::test_keys as keys;
 
     fn sealed(rng: &mut ChaCha20Rng, now: i64, session: &str) -> Vec<u8> {
         let (a, b) = keys();
