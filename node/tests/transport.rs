@@ -1054,3 +1054,40 @@ async fn refuses_tampered_misattributed_and_replayed_batches_item_checks_apart()
     );
     still_serves(&n, "after-batches").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_large_messages_are_never_batched_past_the_frame_limit() {
+    const MAX: usize = 400 << 10;
+    let n = net_opts(
+        (0..3)
+            .map(|_| Arc::new(SystemClock) as Arc<dyn Clock>)
+            .collect(),
+        |o| o.node.max_frame = MAX,
+    )
+    .await;
+    // 60,000 quotes: 120 kB of inner JSON, 240 kB in the frame (each quote is 4 bytes there).
+    // One fits a 400 KiB frame, two would not: group signing must send them apart.
+    let quotes = "\"".repeat(60_000);
+    n.s[0].send("bob", "warm", &0).await.expect("connect first");
+    let tasks = 8;
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..tasks {
+        let (node, bob, v) = (n.s[0].node().clone(), n.s[1].me().party_id, quotes.clone());
+        set.spawn(async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            node.send(&bob, "smc/msg", &format!("quotes-{i}"), json!(v), deadline)
+                .await
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r.expect("task").expect("each large message is sent");
+    }
+    for i in 0..tasks {
+        let got: String = n.s[1]
+            .recv("alice", &format!("quotes-{i}"))
+            .await
+            .expect("recv");
+        assert!(got == quotes);
+    }
+    still_serves(&n, "after-large-burst").await;
+}

@@ -163,7 +163,9 @@ fn make_input(path: &Path, size: u64) -> anyhow::Result<()> {
         f.write_all(&block[..n])?;
         left -= n as u64;
     }
-    f.flush()?;
+    // On disk before the first run, as a user's file would be: otherwise the kernel writes this
+    // file back during the timed transfers, on the disk the receiver fsyncs to.
+    f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     Ok(())
 }
 

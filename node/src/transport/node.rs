@@ -137,9 +137,14 @@ struct Presence {
 
 type Pending = Mutex<HashMap<[u8; 16], oneshot::Sender<Result<Inner, TransportError>>>>;
 
-/// Inner bytes of queued messages signed together at most (the outer JSON escaping can at most
-/// double them, which stays far below the frame limit).
+/// Inner bytes of queued messages signed together at most (a larger message goes alone).
 const BATCH_BYTES: usize = 256 << 10;
+
+/// Inner bytes per batch for a node whose frames are at most `max_frame` bytes: escaping inside
+/// the outer JSON string at most sextuples them (`\u00XX`), so a batch always fits in a frame.
+fn batch_cap(max_frame: usize) -> usize {
+    BATCH_BYTES.min(max_frame / 8)
+}
 
 type Queued = (Unsigned, oneshot::Sender<Result<(), TransportError>>);
 
@@ -866,11 +871,10 @@ fn start_link(
 }
 
 /// How many of the oldest `queued` messages go in the next batch: at least one, then as many as
-/// fit [`MAX_BATCH`] and [`BATCH_BYTES`].
-fn batch_len(queued: &[Queued]) -> usize {
+/// fit [`MAX_BATCH`] and `cap` bytes of inner JSON.
+fn batch_len(queued: &[Queued], cap: usize) -> usize {
     let (mut n, mut bytes) = (0, 0);
-    while n < queued.len() && n < MAX_BATCH && (n == 0 || bytes + queued[n].0.len() <= BATCH_BYTES)
-    {
+    while n < queued.len() && n < MAX_BATCH && (n == 0 || bytes + queued[n].0.len() <= cap) {
         bytes += queued[n].0.len();
         n += 1;
     }
@@ -904,7 +908,7 @@ async fn link_signer(
         };
         link.signer_busy.store(true, Ordering::Release);
         while !queued.is_empty() {
-            let n = batch_len(&queued);
+            let n = batch_len(&queued, batch_cap(core.opts.max_frame));
             let (items, txs): (Vec<Unsigned>, Vec<_>) = queued.drain(..n).unzip();
             let r = match core.seal_queued(&items) {
                 Ok((kind, body)) => {
