@@ -12,10 +12,11 @@
 //!   re-dialled with bounded exponential backoff when it drops; a send waits for the peer until
 //!   its deadline. Idle outgoing connections send a signed `smc/ping` keepalive so that the
 //!   acceptor's idle timeout only drops peers that really send nothing.
-//! * Group signing: [`Node::send`] and [`Node::request`] queue their message on the link; whoever
-//!   next holds the link's writer signs everything queued with one RSA-PSS signature (a kind-4
-//!   batch, [`caucus::msg::batch`]) and writes it. A lone message goes out as an ordinary kind-1
-//!   envelope, so an idle link adds no latency, and a busy one pays one signature per batch.
+//! * Group signing: on an idle link, [`Node::send`] and [`Node::request`] sign their message
+//!   themselves and write it as an ordinary kind-1 envelope (no added latency). On a busy link they
+//!   hand it to the link's signer task, which signs everything queued since its last write with
+//!   one RSA-PSS signature (a kind-4 batch, [`caucus::msg::batch`]), so the sender pays one
+//!   signature per batch instead of one per message.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
