@@ -21,8 +21,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::envelope::{
-    Envelope, EnvelopeError, Inner, MAX_SIGNATURE_BYTES, Meta, Opener, encode_inner, parse_inner,
-    short,
+    Envelope, EnvelopeError, Inner, MAX_SIGNATURE_BYTES, Meta, Opener, check_sender, encode_inner,
+    parse_inner, short,
 };
 use crate::encoding::{b64u, b64u_decode};
 use crate::pki::{PartyId, PrivateKey, PublicKey};
@@ -106,7 +106,7 @@ pub fn signed_bytes<S: AsRef<str>>(messages: &[S]) -> Vec<u8> {
     out
 }
 
-fn check_sender(key: &PrivateKey, items: &[Unsigned]) -> Result<(), EnvelopeError> {
+fn check_signer(key: &PrivateKey, items: &[Unsigned]) -> Result<(), EnvelopeError> {
     let me = key.public_key().party_id();
     if items.iter().any(|u| u.sender != me) {
         return Err(EnvelopeError::KeyMismatch);
@@ -116,7 +116,7 @@ fn check_sender(key: &PrivateKey, items: &[Unsigned]) -> Result<(), EnvelopeErro
 
 /// Signs one message as an ordinary kind-1 envelope and returns its bytes.
 pub fn seal_one(key: &PrivateKey, item: &Unsigned) -> Result<Vec<u8>, EnvelopeError> {
-    check_sender(key, std::slice::from_ref(item))?;
+    check_signer(key, std::slice::from_ref(item))?;
     let sig = key
         .sign_pss(item.message.as_bytes())
         .map_err(|_| EnvelopeError::Seal)?;
@@ -132,7 +132,7 @@ pub fn seal_batch(key: &PrivateKey, items: &[Unsigned]) -> Result<Vec<u8>, Envel
     if items.is_empty() || items.len() > MAX_BATCH {
         return Err(EnvelopeError::Seal);
     }
-    check_sender(key, items)?;
+    check_signer(key, items)?;
     let messages: Vec<&str> = items.iter().map(|u| &*u.message).collect();
     let sig = key
         .sign_pss(&signed_bytes(&messages))
@@ -192,22 +192,9 @@ impl Opener {
         peer_key: &PublicKey,
         now_ms: i64,
     ) -> Result<Vec<BatchItem>, EnvelopeError> {
-        if bytes.len() > self.max_len {
-            return Err(EnvelopeError::TooLarge {
-                len: bytes.len(),
-                max: self.max_len,
-            });
-        }
+        self.check_size(bytes)?;
         let (batch, inners, sig) = parse(bytes)?;
-        if let Some(i) = inners.iter().find(|i| i.meta.id != *peer) {
-            return Err(EnvelopeError::SenderMismatch {
-                claimed: i.meta.id,
-                peer: *peer,
-            });
-        }
-        if peer_key.party_id() != *peer {
-            return Err(EnvelopeError::KeyMismatch);
-        }
+        check_sender(&inners, peer, peer_key)?;
         peer_key
             .verify_pss(&signed_bytes(&batch.messages), &sig)
             .map_err(|_| EnvelopeError::BadSignature)?;

@@ -275,6 +275,25 @@ pub fn parse(bytes: &[u8]) -> Result<(Envelope, Inner, Vec<u8>), EnvelopeError> 
     Ok((env, inner, sig))
 }
 
+/// The check before the signature: every message claims the TLS peer as sender, and `peer_key`
+/// is that peer's key.
+pub(crate) fn check_sender(
+    inners: &[Inner],
+    peer: &PartyId,
+    peer_key: &PublicKey,
+) -> Result<(), EnvelopeError> {
+    if let Some(i) = inners.iter().find(|i| i.meta.id != *peer) {
+        return Err(EnvelopeError::SenderMismatch {
+            claimed: i.meta.id,
+            peer: *peer,
+        });
+    }
+    if peer_key.party_id() != *peer {
+        return Err(EnvelopeError::KeyMismatch);
+    }
+    Ok(())
+}
+
 /// Verifies and accepts envelopes for one session; owns the replay cache.
 #[derive(Debug)]
 pub struct Opener {
@@ -331,26 +350,24 @@ impl Opener {
         peer_key: &PublicKey,
         now_ms: i64,
     ) -> Result<Inner, EnvelopeError> {
+        self.check_size(bytes)?;
+        let (env, inner, sig) = parse(bytes)?;
+        check_sender(std::slice::from_ref(&inner), peer, peer_key)?;
+        peer_key
+            .verify_pss(env.message.as_bytes(), &sig)
+            .map_err(|_| EnvelopeError::BadSignature)?;
+        self.accept(inner, now_ms)
+    }
+
+    /// The first check: the size limit.
+    pub(crate) fn check_size(&self, bytes: &[u8]) -> Result<(), EnvelopeError> {
         if bytes.len() > self.max_len {
             return Err(EnvelopeError::TooLarge {
                 len: bytes.len(),
                 max: self.max_len,
             });
         }
-        let (env, inner, sig) = parse(bytes)?;
-        if inner.meta.id != *peer {
-            return Err(EnvelopeError::SenderMismatch {
-                claimed: inner.meta.id,
-                peer: *peer,
-            });
-        }
-        if peer_key.party_id() != *peer {
-            return Err(EnvelopeError::KeyMismatch);
-        }
-        peer_key
-            .verify_pss(env.message.as_bytes(), &sig)
-            .map_err(|_| EnvelopeError::BadSignature)?;
-        self.accept(inner, now_ms)
+        Ok(())
     }
 
     /// The checks after the signature, for one signed inner message: session, recipient,
