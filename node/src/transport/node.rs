@@ -206,6 +206,12 @@ impl Link {
         kind: FrameKind,
         body: &[u8],
     ) -> Result<(), TransportError> {
+        // Checked here, after the signing that preceded this write (about 1 ms): a peer that
+        // closed meanwhile is noticed by the link's reader, and the caller re-dials instead of
+        // writing into a dead connection, where the write would still seem to succeed.
+        if self.is_closed() {
+            return Err(TransportError::Closed);
+        }
         if let Ok(mut t) = self.last_write.lock() {
             *t = Instant::now();
         }
