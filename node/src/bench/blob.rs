@@ -10,7 +10,8 @@
 //!
 //! In the same run, for comparison: raw tokio-rustls throughput on one loopback connection (no
 //! framing, no files, both ends in this process) and the disk's own write+fsync throughput for the
-//! same size (the receipt waits for the fsync, so the disk bounds the transfer).
+//! same size, written as the receiver writes (the receipt waits for the fsync, so the disk bounds
+//! the transfer).
 
 use std::io::Write;
 use std::path::Path;
@@ -23,6 +24,7 @@ use serde_json::json;
 use tokio::io::AsyncBufReadExt;
 
 use super::{Figure, Report, machine};
+use crate::blob::direct::AppendFile;
 use crate::blob::rawtls::{peak_rss_kib, raw_tls_mb_per_s};
 use crate::commands::enroll::{EnrollOptions, enroll};
 use crate::commands::init::init;
@@ -169,21 +171,22 @@ fn make_input(path: &Path, size: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// MB/s of writing `size` bytes to a new file in `dir` and fsyncing it (what the receiver must
-/// do before its receipt).
+/// MB/s of writing `size` bytes to a new file in `dir` and fsyncing it, the way the receiver
+/// writes its partial file ([`AppendFile`]: direct I/O where the file system has it) before its
+/// receipt.
 fn disk_mb_per_s(dir: &Path, size: u64) -> anyhow::Result<f64> {
     let p = dir.join("disk-probe");
     let block = vec![0xa5u8; 1 << 20];
     let t = Instant::now();
     {
-        let mut f = std::fs::File::create(&p)?;
+        let mut f = AppendFile::create_new(&p, 0o600)?;
         let mut left = size;
         while left > 0 {
             let n = left.min(block.len() as u64) as usize;
             f.write_all(&block[..n])?;
             left -= n as u64;
         }
-        f.sync_all()?;
+        f.finish()?;
     }
     let mb = size as f64 / 1e6 / t.elapsed().as_secs_f64();
     std::fs::remove_file(&p)?;

@@ -6,9 +6,12 @@
 //! - [`wire`]: the `post/blob` handler (receiver) and the sending driver over a transport
 //!   connection.
 //! - [`cli`]: `caucus blob send | list | get`.
+//! - [`direct`]: the append-only writer of inbox and outbox files (aligned `O_DIRECT` writes on an
+//!   I/O thread, so gigabytes do not go through the page cache).
 //! - [`rawtls`]: the raw tokio-rustls loopback baseline and the peak-RSS probe of `caucus bench blob`.
 
 pub mod cli;
+pub mod direct;
 pub mod rawtls;
 pub mod store;
 pub mod wire;

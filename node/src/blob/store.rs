@@ -17,9 +17,9 @@
 //! streaming, into a temporary file renamed over the output only after the SHA-256 check.
 
 use std::collections::HashSet;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,6 +31,8 @@ use caucus::blob::{
     BlobError, BlobHeader, BlobId, BlobLimits, DecryptingReader, FileKey, StreamKey,
 };
 use caucus::pki::{PartyId, PrivateKey, PublicKey};
+
+use super::direct::AppendFile;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -514,30 +516,25 @@ impl BlobStore {
         };
         // Index entry first, so a crash never leaves an unaccounted file (open() deletes those).
         self.put_partial(&id, &entry)?;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io_at(&path))?;
-        let mut inc = Incoming {
+        let mut hasher = digest::Context::new(&digest::SHA256);
+        let mut pt = Zeroizing::new(Vec::new());
+        let good = restore(&path, &header, &key, durable, &mut hasher, &mut pt)?;
+        let file =
+            AppendFile::resume(&path, 0o600, chunk_offset(&header, good)).map_err(io_at(&path))?;
+        Ok(Begin::Receive(Box::new(Incoming {
             store: self.clone(),
             header,
             sender_name: sender_name.to_string(),
             key,
             file,
             path,
-            next: 0,
-            hasher: digest::Context::new(&digest::SHA256),
+            next: good,
+            hasher,
             unsynced: 0,
             syncing: None,
-            pt: Zeroizing::new(Vec::new()),
+            pt,
             finished: false,
-        };
-        inc.restore(durable)?;
-        Ok(Begin::Receive(Box::new(inc)))
+        })))
     }
 
     /// Deletes partials not updated since `now - partial_ttl` (and not being received), and
@@ -661,14 +658,8 @@ impl BlobStore {
         // Pass 2: encrypt.
         let (enc_path, json_path) = self.outbox_paths(&header.blob_id);
         f.seek(SeekFrom::Start(0)).map_err(io_at(input))?;
-        let out = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&enc_path)
-            .map_err(io_at(&enc_path))?;
+        let mut out = AppendFile::create_new(&enc_path, 0o600).map_err(io_at(&enc_path))?;
         let result = (|| {
-            let mut w = BufWriter::with_capacity(1 << 20, &out);
             let layout = header.layout();
             let mut pt = Zeroizing::new(vec![0u8; chunk_size as usize]);
             let mut ct = Vec::with_capacity(chunk_size as usize + TAG_LEN);
@@ -681,7 +672,7 @@ impl BlobStore {
                     })
                 })?;
                 key.encrypt_chunk_into(i, layout.is_last(i), &pt[..len], &mut ct)?;
-                w.write_all(&ct).map_err(io_at(&enc_path))?;
+                out.write_all(&ct).map_err(io_at(&enc_path))?;
             }
             // The file must not have grown between the passes.
             if f.read(&mut buf[..1]).map_err(io_at(input))? != 0 {
@@ -690,9 +681,7 @@ impl BlobStore {
                     got: size + 1,
                 }));
             }
-            w.flush().map_err(io_at(&enc_path))?;
-            drop(w);
-            out.sync_all().map_err(io_at(&enc_path))?;
+            out.finish().map_err(io_at(&enc_path))?;
             write_atomic(&json_path, &header.to_vec())
         })();
         if let Err(e) = result {
@@ -751,6 +740,54 @@ fn sync_dir(path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Re-reads and re-checks the first `durable` chunks of the partial file at `path`, if any
+/// (restoring the running SHA-256 in `hasher`), and returns how many passed: the transfer resumes
+/// after them and the file is cut there. Chunks that fail are dropped with what follows them.
+fn restore(
+    path: &Path,
+    header: &BlobHeader,
+    key: &StreamKey,
+    durable: u64,
+    hasher: &mut digest::Context,
+    pt: &mut Vec<u8>,
+) -> Result<u64, StoreError> {
+    if durable == 0 {
+        return Ok(0);
+    }
+    let f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io_at(path)(e)),
+    };
+    let len = f.metadata().map_err(io_at(path))?.len();
+    let mut r = BufReader::with_capacity(1 << 20, f);
+    let layout = header.layout();
+    let mut ct = Vec::new();
+    let mut good = 0;
+    while good < durable.min(layout.count()) {
+        let n = layout.cipher_len(good).unwrap_or(0);
+        if chunk_offset(header, good) + n as u64 > len {
+            break;
+        }
+        ct.resize(n, 0);
+        r.read_exact(&mut ct).map_err(io_at(path))?;
+        if key.open_chunk_into(good, &ct, pt).is_err() {
+            break;
+        }
+        hasher.update(pt);
+        good += 1;
+    }
+    Ok(good)
+}
+
+/// How many whole chunks of `h` the first `bytes` of its ciphertext hold.
+fn chunks_within(h: &BlobHeader, bytes: u64) -> u64 {
+    if bytes >= h.ciphertext_len() {
+        return h.layout().count();
+    }
+    bytes / (u64::from(h.chunk_size) + TAG_LEN as u64)
+}
+
 /// One transfer being received: checks each chunk as it arrives and appends its ciphertext to the
 /// partial file, with periodic durable checkpoints. Dropping it without [`Incoming::finish`] /
 /// [`Incoming::suspend`] / [`Incoming::abort`] keeps the partial at its last checkpoint.
@@ -759,7 +796,7 @@ pub struct Incoming {
     header: BlobHeader,
     sender_name: String,
     key: StreamKey,
-    file: File,
+    file: AppendFile,
     path: PathBuf,
     next: u64,
     hasher: digest::Context,
@@ -788,40 +825,6 @@ impl Incoming {
     /// The first chunk the sender must send (the chunks before it are durable).
     pub fn resume_from(&self) -> u64 {
         self.next
-    }
-
-    /// Re-reads and re-checks the first `durable` chunks of the partial file (restoring the
-    /// running SHA-256) and cuts the file after them. Chunks that fail are dropped with what
-    /// follows them.
-    fn restore(&mut self, durable: u64) -> Result<(), StoreError> {
-        let len = self.file.metadata().map_err(io_at(&self.path))?.len();
-        let mut good = 0;
-        if durable > 0 {
-            let mut r = BufReader::with_capacity(1 << 20, &self.file);
-            r.seek(SeekFrom::Start(0)).map_err(io_at(&self.path))?;
-            let layout = self.header.layout();
-            let mut ct = Vec::new();
-            while good < durable.min(layout.count()) {
-                let n = layout.cipher_len(good).unwrap_or(0);
-                if chunk_offset(&self.header, good) + n as u64 > len {
-                    break;
-                }
-                ct.resize(n, 0);
-                r.read_exact(&mut ct).map_err(io_at(&self.path))?;
-                if self.key.open_chunk_into(good, &ct, &mut self.pt).is_err() {
-                    break;
-                }
-                self.hasher.update(&self.pt);
-                good += 1;
-            }
-        }
-        let off = chunk_offset(&self.header, good);
-        self.file.set_len(off).map_err(io_at(&self.path))?;
-        self.file
-            .seek(SeekFrom::Start(off))
-            .map_err(io_at(&self.path))?;
-        self.next = good;
-        Ok(())
     }
 
     /// Checks chunk `index` (its position, length and tag) and appends it. Any error means the
@@ -856,10 +859,13 @@ impl Incoming {
             return Ok(());
         }
         self.collect_sync()?;
-        let f = self.file.try_clone().map_err(io_at(&self.path))?;
+        let pending = self.file.start_sync().map_err(io_at(&self.path))?;
         self.unsynced = 0;
-        let covered = self.next;
-        self.syncing = Some((covered, std::thread::spawn(move || f.sync_data())));
+        let covered = chunks_within(&self.header, pending.target()).min(self.next);
+        self.syncing = Some((
+            covered,
+            std::thread::spawn(move || pending.wait().map(drop)),
+        ));
         Ok(())
     }
 
@@ -901,9 +907,9 @@ impl Incoming {
     /// Makes the chunks so far durable: fsync, then record the count in the index.
     pub fn checkpoint(&mut self, now: i64) -> Result<(), StoreError> {
         self.collect_sync()?;
-        self.file.sync_data().map_err(io_at(&self.path))?;
+        let durable = self.file.sync().map_err(io_at(&self.path))?;
         self.unsynced = 0;
-        self.record(self.next, now)
+        self.record(chunks_within(&self.header, durable).min(self.next), now)
     }
 
     /// The end of the stream: checks every chunk arrived and the SHA-256, then makes the blob
@@ -935,7 +941,7 @@ impl Incoming {
                 })?
                 .map_err(io_at(&self.path))?;
         }
-        self.file.sync_all().map_err(io_at(&self.path))?;
+        self.file.finish().map_err(io_at(&self.path))?;
         let id = self.header.blob_id;
         let dest = self.store.blob_path(&id);
         let json = self.store.root.join(format!("{id}.json"));

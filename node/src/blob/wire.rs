@@ -8,8 +8,6 @@
 //! the sender also watches for an early error reply, so a receiver that stops at a bad chunk
 //! stops the sender too.
 
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +20,7 @@ use caucus::msg::frame::FrameKind;
 use caucus::pki::{PartyId, PrivateKey};
 use serde_json::Value;
 
+use super::direct::SequentialReader;
 use super::store::{Begin, BlobStore, Outgoing, StoreError, now_ms};
 use crate::transport::conn::reply_to;
 use crate::transport::{
@@ -304,18 +303,14 @@ fn read_chunks(
         path: path.to_path_buf(),
         message: e.to_string(),
     };
-    let f = File::open(path).map_err(io)?;
-    let len = f.metadata().map_err(io)?.len();
+    let len = std::fs::metadata(path).map_err(io)?.len();
     if len != h.ciphertext_len() {
         return Err(StoreError::Io {
             path: path.to_path_buf(),
             message: "outbox file has the wrong length".into(),
         });
     }
-    // Chunk-sized reads straight into each frame body (no intermediate buffer).
-    let mut r = f;
-    r.seek(SeekFrom::Start(super::store::chunk_offset(h, from)))
-        .map_err(io)?;
+    let mut r = SequentialReader::open(path, super::store::chunk_offset(h, from)).map_err(io)?;
     let layout = h.layout();
     for i in from..layout.count() {
         let n = layout.cipher_len(i).unwrap_or(0);
