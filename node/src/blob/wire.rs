@@ -1,7 +1,8 @@
 //! The blob transfer over an authenticated connection: the receiver's `post/blob` handler and the
 //! sender's driver (see [`caucus::blob::transfer`] for the exchange).
 //!
-//! Both sides keep memory bounded by a few chunks: the receiver hands each chunk frame to a
+//! Both sides keep memory bounded (about 1 MiB of chunks in flight plus the file's three 1 MiB
+//! buffers, per transfer): the receiver hands each chunk frame to a
 //! blocking worker (decrypt-check, hash, append, periodic fsync) through a channel of
 //! [`pipeline_depth`] chunks, so TLS decryption and chunk checking run on two cores, and the
 //! worker's appends go to disk from a third thread ([`super::direct::AppendFile`]); the sender
