@@ -16,7 +16,7 @@
 //! - [`commands`]: the code of each CLI command (`init`, `enroll`, `peers`, `serve`).
 //! - [`blob`]: encrypted chunked blob transfer: the store (inbox, outbox, redb index) and the
 //!   `post/blob` exchange over the transport.
-//! - [`bench`]: `caucus bench keygen|paillier|enroll|messages|blob|all` drivers.
+//! - [`bench`](mod@bench): `caucus bench keygen|paillier|enroll|messages|blob|all` drivers.
 //! - [`pool`]: the background filler thread of the Paillier r^N pool.
 //! - `testing` (feature `test-util`): an in-process test PKI and raw TLS clients for tests.
 #![forbid(unsafe_code)]

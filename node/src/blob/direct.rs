@@ -1,17 +1,21 @@
-//! An append-only file writer for blob ciphertext that keeps big files out of the page cache.
+//! Blob ciphertext files that keep big transfers out of the page cache: an append-only writer
+//! ([`AppendFile`], inbox partials and outbox files) and a sequential reader
+//! ([`SequentialReader`], the outbox on its way out).
 //!
 //! Writing a gigabyte through the page cache costs a fresh page per 4 KiB (allocation, memory
 //! accounting, a copy into memory the machine has not touched yet) and then writeback of all of
 //! it at the next fsync: on the project's virtual machines that ran at a third of what the disk
 //! takes with direct I/O (`dd ... oflag=direct`: 1.0 GB/s against 350–560 MB/s buffered). So
 //! [`AppendFile`] gathers appends into aligned 1 MiB buffers and writes each with `O_DIRECT` from
-//! a dedicated I/O thread, while the caller goes on filling the next buffer. A file system that
-//! refuses `O_DIRECT` (at open, or with `EINVAL` on the first write) gets the same writes through
-//! the page cache instead; nothing else changes.
+//! a dedicated I/O thread, while the caller goes on filling the next buffer, and
+//! [`SequentialReader`] reads ahead with aligned direct reads on its own thread. A file system
+//! that refuses `O_DIRECT` (at open, or with `EINVAL` on the first write or read) gets the same
+//! I/O through the page cache instead; nothing else changes.
 //!
 //! Durability is the caller's: [`AppendFile::sync`] waits for the queued writes and fdatasyncs,
-//! and returns how many bytes from the start of the file are now durable.
-//! [`AppendFile::written`] is the count a concurrent fsync of a [`AppendFile::sync_handle`] covers.
+//! and returns how many bytes from the start of the file are now durable;
+//! [`AppendFile::start_sync`] does the same on another thread ([`PendingSync::wait`]) while
+//! appending goes on.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
