@@ -1,4 +1,4 @@
-//! Encrypted, chunked blobs: the header ([`format`]) and the AES-256-GCM STREAM ([`stream`]).
+//! Encrypted, chunked blobs: the header ([`format`](mod@format)) and the AES-256-GCM STREAM ([`stream`]).
 //!
 //! A blob is encrypted once for many recipients: a random 32-byte [`FileKey`] is wrapped with
 //! RSA-OAEP-SHA256 for each recipient in the [`BlobHeader`], which travels in a signed envelope

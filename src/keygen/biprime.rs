@@ -10,7 +10,7 @@
 //! each other given the public `g^((N − 1)/4)`).
 //!
 //! Twisted-group test (BF, the step that rules out N = p^a·q^b, which TNO skips): in
-//! T = (Z_N[x]/(x² + 1))* / Z_N*, of order (p + 1)(q + 1) when N = pq with p ≡ q ≡ 3 (mod 4), every
+//! T = (Z_N\[x\]/(x² + 1))* / Z_N*, of order (p + 1)(q + 1) when N = pq with p ≡ q ≡ 3 (mod 4), every
 //! u satisfies `u^(N + 1 + p + q) = 1`. The designated party publishes `u^(N + 1 + p_d + q_d)`, the
 //! others `u^(p_i + q_i)`; the test passes when the product is a scalar (its x-coefficient is 0).
 
@@ -119,7 +119,7 @@ pub fn twisted_mul(
     (re, im)
 }
 
-/// u^e in Z_N[x]/(x² + 1) (left-to-right square and multiply, in Montgomery form for odd N).
+/// u^e in Z_N\[x\]/(x² + 1) (left-to-right square and multiply, in Montgomery form for odd N).
 pub fn twisted_pow(u: &(BigUint, BigUint), e: &BigUint, n: &BigUint) -> (BigUint, BigUint) {
     let Some(mt) = crate::monty::Monty::new(n) else {
         return twisted_pow_plain(u, e, n);

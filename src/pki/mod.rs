@@ -4,7 +4,7 @@
 //! - [`keys`]: RSA keys (aws-lc-rs), PEM helpers.
 //! - [`identity`]: [`PartyId`] and the URI SAN [`SpiffeId`].
 //! - [`csr`]: build a CSR, parse one and verify its proof of possession.
-//! - [`issue`]: the root, the CA's TLS certificate, party certificates, issuance validators.
+//! - [`issue`](mod@issue): the root, the CA's TLS certificate, party certificates, issuance validators.
 //! - [`verify`]: chain verification to a pinned root at `now`, fingerprints.
 //! - [`roster`]: the signed session roster.
 //! - [`crl`]: the signed revocation list.
