@@ -792,6 +792,40 @@ mod tests {
         );
     }
 
+    /// Queues a write every file system refuses: it would end past the largest file offset
+    /// (i64::MAX), whatever the file system's own size limit.
+    fn inject_failing_write(f: &mut AppendFile) {
+        let at = (i64::MAX as u64) - 100;
+        let job = Job {
+            buf: AlignedBuf::new(),
+            len: ALIGN,
+            at,
+            end: at + ALIGN as u64,
+        };
+        f.send(job).expect("queued");
+    }
+
+    #[test]
+    fn a_failed_write_surfaces_as_an_error_and_never_hangs_a_sync() {
+        for direct in MODES {
+            let dir = tempfile::tempdir().expect("tmp");
+            let p = dir.path().join("f");
+            let mut f = create(&p, direct);
+            f.write_all(&pattern(10_000, 7)).expect("write");
+            // A sync queued before the failure completes.
+            let before = f.start_sync().expect("start");
+            inject_failing_write(&mut f);
+            assert_eq!(before.wait().expect("earlier sync"), 10_000);
+            // Everything after it fails with an error (the I/O thread stopped), and a pending
+            // sync returns instead of waiting forever.
+            f.write_all(&pattern(100, 8)).expect("buffered only");
+            assert!(f.start_sync().and_then(PendingSync::wait).is_err());
+            assert!(f.sync().is_err());
+            assert!(f.write_all(&pattern(2 * BUF_LEN, 9)).is_err());
+            assert!(f.finish().is_err());
+        }
+    }
+
     #[test]
     fn dropped_without_finish_keeps_only_appended_bytes() {
         for direct in MODES {
