@@ -293,7 +293,7 @@ impl AppendFile {
         self.len() == 0
     }
 
-    fn error(&mut self) -> io::Error {
+    fn error(&self) -> io::Error {
         match &self.failed {
             Some(e) => io::Error::new(e.kind(), e.to_string()),
             None => io::Error::other("blob I/O thread stopped"),

@@ -31,11 +31,11 @@ use caucus::blob::{
     BlobError, BlobHeader, BlobId, BlobLimits, DecryptingReader, FileKey, StreamKey,
 };
 use caucus::pki::{PartyId, PrivateKey, PublicKey};
-
-use super::direct::AppendFile;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
+
+use super::direct::AppendFile;
 
 const RECEIVED: TableDefinition<&str, &[u8]> = TableDefinition::new("received");
 const PARTIAL: TableDefinition<&str, &[u8]> = TableDefinition::new("partial");
@@ -780,14 +780,6 @@ fn restore(
     Ok(good)
 }
 
-/// How many whole chunks of `h` the first `bytes` of its ciphertext hold.
-fn chunks_within(h: &BlobHeader, bytes: u64) -> u64 {
-    if bytes >= h.ciphertext_len() {
-        return h.layout().count();
-    }
-    bytes / (u64::from(h.chunk_size) + TAG_LEN as u64)
-}
-
 /// One transfer being received: checks each chunk as it arrives and appends its ciphertext to the
 /// partial file, with periodic durable checkpoints. Dropping it without [`Incoming::finish`] /
 /// [`Incoming::suspend`] / [`Incoming::abort`] keeps the partial at its last checkpoint.
@@ -861,9 +853,10 @@ impl Incoming {
         self.collect_sync()?;
         let pending = self.file.start_sync().map_err(io_at(&self.path))?;
         self.unsynced = 0;
-        let covered = chunks_within(&self.header, pending.target()).min(self.next);
+        // Only whole chunks are ever appended, so a sync of everything appended covers `next`.
+        debug_assert_eq!(pending.target(), chunk_offset(&self.header, self.next));
         self.syncing = Some((
-            covered,
+            self.next,
             std::thread::spawn(move || pending.wait().map(drop)),
         ));
         Ok(())
@@ -908,8 +901,9 @@ impl Incoming {
     pub fn checkpoint(&mut self, now: i64) -> Result<(), StoreError> {
         self.collect_sync()?;
         let durable = self.file.sync().map_err(io_at(&self.path))?;
+        debug_assert_eq!(durable, chunk_offset(&self.header, self.next));
         self.unsynced = 0;
-        self.record(chunks_within(&self.header, durable).min(self.next), now)
+        self.record(self.next, now)
     }
 
     /// The end of the stream: checks every chunk arrived and the SHA-256, then makes the blob
