@@ -1,7 +1,7 @@
 //! In-process distributed key generation and threshold decryption: every (n, t) of the issue,
 //! exact bit lengths, determinism, homomorphic properties through threshold decryption.
 
-use caucus::decrypt::{DecryptError, combine, partial_decrypt};
+use caucus::decrypt::{DecryptError, Method, combine, partial_decrypt_with};
 use caucus::keygen::{KeyShare, Params};
 use caucus::paillier::{Ciphertext, FixedPoint, decode_signed, encode_signed};
 use caucus::testing::{Delivery, run_keygen, try_run_keygen};
@@ -17,14 +17,26 @@ fn subsets(n: u32, k: usize) -> Vec<Vec<u32>> {
         .collect()
 }
 
-/// Threshold-decrypts with the quorum `q` (indices).
+/// Threshold-decrypts with the quorum `q` (indices) by the root method.
 fn decrypt_with(shares: &[KeyShare], q: &[u32], c: &Ciphertext) -> Result<BigUint, DecryptError> {
+    decrypt_by(shares, q, c, Method::Root)
+}
+
+/// Threshold-decrypts with the quorum `q` (indices) by `method`.
+fn decrypt_by(
+    shares: &[KeyShare],
+    q: &[u32],
+    c: &Ciphertext,
+    method: Method,
+) -> Result<BigUint, DecryptError> {
     let parts: Vec<_> = q
         .iter()
-        .map(|&i| partial_decrypt(&shares[i as usize - 1], c).expect("partial"))
+        .map(|&i| partial_decrypt_with(&shares[i as usize - 1], c, method).expect("partial"))
         .collect();
     combine(&shares[0].threshold_key(), c, &parts)
 }
+
+const METHODS: [Method; 2] = [Method::Root, Method::Classic];
 
 #[test]
 fn every_quorum_decrypts_and_t_partials_are_refused() {
@@ -49,27 +61,30 @@ fn every_quorum_decrypts_and_t_partials_are_refused() {
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
         let m = BigUint::from(rng.random::<u64>());
         let c = pk.encrypt(&m, &mut rng).expect("enc");
-        for q in subsets(n, t as usize + 1) {
-            assert_eq!(
-                decrypt_with(&shares, &q, &c),
-                Ok(m.clone()),
-                "(n,t)=({n},{t}) quorum {q:?}"
-            );
-        }
-        if t > 0 {
-            for q in subsets(n, t as usize) {
+        assert!(shares.iter().all(KeyShare::has_root_share));
+        for method in METHODS {
+            for q in subsets(n, t as usize + 1) {
                 assert_eq!(
-                    decrypt_with(&shares, &q, &c),
-                    Err(DecryptError::NotEnough {
-                        need: t as usize + 1,
-                        got: t as usize
-                    })
+                    decrypt_by(&shares, &q, &c, method),
+                    Ok(m.clone()),
+                    "(n,t)=({n},{t}) quorum {q:?} {method:?}"
                 );
             }
+            if t > 0 {
+                for q in subsets(n, t as usize) {
+                    assert_eq!(
+                        decrypt_by(&shares, &q, &c, method),
+                        Err(DecryptError::NotEnough {
+                            need: t as usize + 1,
+                            got: t as usize
+                        })
+                    );
+                }
+            }
+            // More than t+1 partials: decrypts and cross-checks two quorums.
+            let all: Vec<u32> = (1..=n).collect();
+            assert_eq!(decrypt_by(&shares, &all, &c, method), Ok(m.clone()));
         }
-        // More than t+1 partials: decrypts and cross-checks two quorums.
-        let all: Vec<u32> = (1..=n).collect();
-        assert_eq!(decrypt_with(&shares, &all, &c), Ok(m));
     }
 }
 
@@ -162,7 +177,9 @@ fn textbook_ciphertext_from_the_public_key_alone_decrypts() {
     let n2 = pk.n_squared();
     let c = ((BigUint::one() + &m * pk.n()) * r.modpow(pk.n(), n2)) % n2;
     let c = Ciphertext::from_value(&pk, c).expect("valid");
-    assert_eq!(decrypt_with(&shares, &[2, 4], &c), Ok(m));
+    for method in METHODS {
+        assert_eq!(decrypt_by(&shares, &[2, 4], &c, method), Ok(m.clone()));
+    }
 }
 
 #[test]
@@ -178,11 +195,57 @@ fn key_shares_round_trip_and_are_redacted() {
     for (field, val) in [
         ("key_id", serde_json::json!("00")),
         ("index", serde_json::json!(4)),
-        ("version", serde_json::json!(2)),
+        ("version", serde_json::json!(3)),
+        ("version", serde_json::json!(1)),
         ("threshold", serde_json::json!(2)),
+        ("root_share", serde_json::json!("AQ")),
     ] {
         let mut w = v.clone();
         w[field] = val;
         assert!(serde_json::from_value::<KeyShare>(w).is_err(), "{field}");
     }
+    // Version 2 without its root share is refused.
+    let mut w = v.clone();
+    w.as_object_mut().expect("object").remove("root_share");
+    assert!(serde_json::from_value::<KeyShare>(w).is_err());
+}
+
+#[test]
+fn format_1_key_shares_still_decrypt_with_the_classic_method() {
+    let (shares, _) = run_keygen(3, 1, 256, 41);
+    let old: Vec<KeyShare> = shares
+        .iter()
+        .map(|s| {
+            let mut v = serde_json::to_value(s).expect("ser");
+            v["version"] = serde_json::json!(1);
+            v.as_object_mut().expect("object").remove("root_share");
+            serde_json::from_value(v).expect("format 1 loads")
+        })
+        .collect();
+    assert!(!old[0].has_root_share());
+    let pk = old[0].public().clone();
+    let mut rng = ChaCha20Rng::seed_from_u64(42);
+    let m = BigUint::from(31_337u32);
+    let c = pk.encrypt(&m, &mut rng).expect("enc");
+    // The default method of a format-1 share is classic; root is refused with a typed error.
+    let parts: Vec<_> = [1usize, 3]
+        .iter()
+        .map(|&i| caucus::decrypt::partial_decrypt(&old[i - 1], &c).expect("partial"))
+        .collect();
+    assert!(parts.iter().all(|p| p.method == Method::Classic));
+    assert_eq!(combine(&old[0].threshold_key(), &c, &parts), Ok(m.clone()));
+    assert_eq!(
+        partial_decrypt_with(&old[0], &c, Method::Root).map(|_| ()),
+        Err(DecryptError::MethodUnavailable)
+    );
+    // Old and new shares of one key combine (classic partials from both).
+    assert_eq!(
+        decrypt_by(
+            &[old[0].clone(), shares[1].clone()],
+            &[1, 2],
+            &c,
+            Method::Classic
+        ),
+        Ok(m)
+    );
 }

@@ -100,6 +100,12 @@ fn out_of_range_shares_name_the_sender() {
             Value::String(format!("-{}", big_b64(1000).as_str().expect("s")))
     });
     assert_eq!(err, KeygenError::InvalidShare { culprit: 2 });
+    // The degree-t share of the mask R_i (for the N-th-root shares) is bounded too.
+    let (_, err) = tamper_first("secret_shares", |v| {
+        v["body"]["secret_shares"]["root_mask"] =
+            Value::String(format!("+{}", big_b64(1000).as_str().expect("s")))
+    });
+    assert_eq!(err, KeygenError::InvalidShare { culprit: 2 });
     let (_, err) = tamper_first("secret_reshare", |v| {
         v["body"]["secret_reshare"]["opening"] =
             Value::String(format!("+{}", big_b64(1500).as_str().expect("s")))

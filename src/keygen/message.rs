@@ -12,7 +12,7 @@ use crate::encoding::{biguint_vec_packed, bytes_b64u};
 use crate::paillier::encoding::bigint_b64u;
 
 /// Current message format version (2: packed batch vectors).
-pub const MESSAGE_VERSION: u16 = 2;
+pub const MESSAGE_VERSION: u16 = 3;
 
 /// The phase a message belongs to (the [`Body`] variant).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,7 +91,7 @@ pub enum Body {
         #[serde(with = "biguint_vec_packed")]
         values: Vec<BigUint>,
     },
-    /// Integer shares F_i(j), B_i(j), Z_i(j).
+    /// Integer shares F_i(j), B_i(j), Z_i(j), P_i(j).
     SecretShares {
         /// share of Δ·φ_i
         #[serde(with = "bigint_b64u")]
@@ -102,6 +102,9 @@ pub enum Body {
         /// share of Δ·N·R_i
         #[serde(with = "bigint_b64u")]
         mask: BigInt,
+        /// degree-t share of Δ·R_i (the N-th-root shares, see [`super::secret`])
+        #[serde(with = "bigint_b64u")]
+        root_mask: BigInt,
     },
     /// Degree-t re-share G_j(ℓ) and the opening w_j.
     SecretReshare {

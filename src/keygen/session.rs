@@ -15,8 +15,7 @@
 use std::collections::BTreeMap;
 
 use num_bigint::{BigInt, BigRng010, BigUint, Sign};
-use num_integer::Integer;
-use num_traits::{One, Zero};
+use num_traits::Zero;
 use rand::{CryptoRng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
@@ -64,6 +63,14 @@ impl Drop for BatchState {
 struct SecretState {
     public: PublicKey,
     bounds: Bounds,
+    /// ρ(j) = Σ_i P_i(j), from round 2 (secret).
+    rho: BigInt,
+}
+
+impl Drop for SecretState {
+    fn drop(&mut self) {
+        arith::zeroize_bigint(&mut self.rho);
+    }
 }
 
 enum State {
@@ -270,9 +277,21 @@ impl Keygen {
                 }
                 Ok(())
             }
-            (State::Secret(s), Body::SecretShares { phi, beta, mask }) => {
+            (
+                State::Secret(s),
+                Body::SecretShares {
+                    phi,
+                    beta,
+                    mask,
+                    root_mask,
+                },
+            ) => {
                 let bd = &s.bounds;
-                if phi.bits() > bd.f_eval || beta.bits() > bd.b_eval || mask.bits() > bd.z_eval {
+                if phi.bits() > bd.f_eval
+                    || beta.bits() > bd.b_eval
+                    || mask.bits() > bd.z_eval
+                    || root_mask.bits() > bd.rho_eval
+                {
                     return Err(bad);
                 }
                 Ok(())
@@ -715,10 +734,19 @@ impl Keygen {
         let bounds = Bounds::new(&self.ctx);
         let dealt = secret::deal(&self.ctx, &bounds, &n_mod, &phi, &mut self.rng);
         arith::zeroize_bigint(&mut phi);
-        self.state = State::Secret(Box::new(SecretState { public, bounds }));
+        self.state = State::Secret(Box::new(SecretState {
+            public,
+            bounds,
+            rho: BigInt::default(),
+        }));
         let bodies = dealt
             .into_iter()
-            .map(|(phi, beta, mask)| Body::SecretShares { phi, beta, mask })
+            .map(|mut d| Body::SecretShares {
+                phi: std::mem::take(&mut d.phi),
+                beta: std::mem::take(&mut d.beta),
+                mask: std::mem::take(&mut d.mask),
+                root_mask: std::mem::take(&mut d.root_mask),
+            })
             .collect();
         Ok(self.emit_direct(Phase::SecretShares, bodies))
     }
@@ -727,17 +755,28 @@ impl Keygen {
         &mut self,
         msgs: BTreeMap<u32, Body>,
     ) -> Result<Vec<Outgoing>, KeygenError> {
-        let received: Vec<(BigInt, BigInt, BigInt)> = msgs
+        let received: Vec<secret::Dealt> = msgs
             .into_values()
             .filter_map(|b| match b {
-                Body::SecretShares { phi, beta, mask } => Some((phi, beta, mask)),
+                Body::SecretShares {
+                    phi,
+                    beta,
+                    mask,
+                    root_mask,
+                } => Some(secret::Dealt {
+                    phi,
+                    beta,
+                    mask,
+                    root_mask,
+                }),
                 _ => None,
             })
             .collect();
-        let State::Secret(s) = &self.state else {
+        let State::Secret(s) = &mut self.state else {
             unreachable_state()
         };
-        let (w, g) = secret::reshare(&self.ctx, &s.bounds, &received, &mut self.rng);
+        let (w, g, rho) = secret::reshare(&self.ctx, &s.bounds, &received, &mut self.rng);
+        s.rho = rho;
         let bodies = g
             .into_iter()
             .map(|reshare| Body::SecretReshare {
@@ -762,17 +801,16 @@ impl Keygen {
         let State::Secret(s) = &self.state else {
             unreachable_state()
         };
-        let (share, theta) = secret::combine(&self.ctx, s.public.n(), &received);
-        if !theta.gcd(s.public.n()).is_one() {
-            return Err(KeygenError::Degenerate);
-        }
+        let mut c = secret::combine(&self.ctx, s.public.n(), &received, &s.rho)
+            .ok_or(KeygenError::Degenerate)?;
         let ks = KeyShare::new(
             s.public.clone(),
             self.ctx.params.threshold,
             self.ctx.n,
             self.ctx.index,
-            share,
-            theta,
+            std::mem::take(&mut c.share),
+            c.theta.clone(),
+            Some(std::mem::take(&mut c.root_share)),
         )
         .map_err(|_| KeygenError::Degenerate)?;
         self.state = State::Done(Box::new(ks));

@@ -3,8 +3,13 @@
 //!
 //! Scale factors (Δ = n!): the shares s_i form a degree-t integer sharing with
 //! `Σ_{i∈Q} Δ·λ_i^Q·s_i = Δ·s(0) = Δ⁵·φ·β` for any quorum Q of t+1 parties, and
-//! `θ = Δ³·φ·β mod N`. Decryption ([`crate::decrypt`]) uses `c_i = c^(2Δ·s_i)` and
+//! `θ = Δ³·φ·β mod N`. The classic decryption ([`crate::decrypt`]) uses `c_i = c^(2Δ·s_i)` and
 //! `m = L(∏ c_i^(2Δλ_i)) · (4·Δ³·θ)^(−1) mod N`.
+//!
+//! The N-th-root shares a_i (format version 2) form a degree-t sharing with
+//! `Σ_{i∈Q} Δ·λ_i^Q·a_i = Δ·K`, `K = (u·Δ³·φ·β − 1)/N`, `u = θ⁻¹ mod N`
+//! ([`crate::keygen::secret`] derives them); the root decryption uses `x_i = (c mod N)^(Δ·a_i)`.
+//! A version-1 file has no root share and decrypts with the classic method only.
 
 use num_bigint::{BigInt, BigUint};
 use num_integer::Integer;
@@ -17,13 +22,13 @@ use crate::paillier::PublicKey;
 use crate::paillier::encoding::bigint_b64u;
 use crate::sharing;
 
-/// Current key-share format version.
-pub const KEY_SHARE_VERSION: u16 = 1;
+/// Current key-share format version (2: adds the N-th-root share; version 1 still loads).
+pub const KEY_SHARE_VERSION: u16 = 2;
 
 /// One party's share of the distributed Paillier key.
 ///
 /// # Security
-/// `share` is secret: zeroized on drop, redacted in `Debug`; store the serialised form with mode
+/// `share` and `root_share` are secret: zeroized on drop, redacted in `Debug`; store the serialised form with mode
 /// 0600 and never send it.
 #[derive(Clone)]
 pub struct KeyShare {
@@ -33,6 +38,7 @@ pub struct KeyShare {
     index: u32,
     share: BigInt,
     theta: BigUint,
+    root_share: Option<BigInt>,
     /// Party name or `PartyId`, filled in by the runtime.
     pub party: Option<String>,
 }
@@ -45,6 +51,10 @@ impl std::fmt::Debug for KeyShare {
             .field("parties", &self.parties)
             .field("index", &self.index)
             .field("share", &"<redacted>")
+            .field(
+                "root_share",
+                &self.root_share.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -52,6 +62,9 @@ impl std::fmt::Debug for KeyShare {
 impl Drop for KeyShare {
     fn drop(&mut self) {
         arith::zeroize_bigint(&mut self.share);
+        if let Some(a) = self.root_share.as_mut() {
+            arith::zeroize_bigint(a);
+        }
     }
 }
 
@@ -76,6 +89,7 @@ impl KeyShare {
         index: u32,
         share: BigInt,
         theta: BigUint,
+        root_share: Option<BigInt>,
     ) -> Result<Self, KeyShareError> {
         let ks = Self {
             public,
@@ -84,6 +98,7 @@ impl KeyShare {
             index,
             share,
             theta,
+            root_share,
             party: None,
         };
         ks.check()?;
@@ -101,7 +116,8 @@ impl KeyShare {
             return Err(KeyShareError::Inconsistent("theta"));
         }
         // |s_i| is bounded by the protocol; refuse absurd sizes before any exponentiation.
-        if self.share.bits() > 4 * self.public.bits() + 4096 {
+        let limit = 4 * self.public.bits() + 4096;
+        if self.share.bits() > limit || self.root_share.as_ref().is_some_and(|a| a.bits() > limit) {
             return Err(KeyShareError::Inconsistent("share size"));
         }
         Ok(())
@@ -146,6 +162,16 @@ impl KeyShare {
     pub(crate) fn secret(&self) -> &BigInt {
         &self.share
     }
+
+    /// The N-th-root share a_i, if this share has one (format 2). Secret: do not log or send.
+    pub(crate) fn root_secret(&self) -> Option<&BigInt> {
+        self.root_share.as_ref()
+    }
+
+    /// Whether this share can take part in the N-th-root decryption (format version 2).
+    pub fn has_root_share(&self) -> bool {
+        self.root_share.is_some()
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -161,6 +187,12 @@ struct KeyShareWire {
     share: BigInt,
     #[serde(with = "biguint_b64u")]
     theta: BigUint,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::paillier::encoding::opt_bigint_b64u"
+    )]
+    root_share: Option<BigInt>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     party: Option<String>,
 }
@@ -168,6 +200,9 @@ struct KeyShareWire {
 impl Drop for KeyShareWire {
     fn drop(&mut self) {
         arith::zeroize_bigint(&mut self.share);
+        if let Some(a) = self.root_share.as_mut() {
+            arith::zeroize_bigint(a);
+        }
     }
 }
 
@@ -182,6 +217,7 @@ impl Serialize for KeyShare {
             index: self.index,
             share: self.share.clone(),
             theta: self.theta.clone(),
+            root_share: self.root_share.clone(),
             party: self.party.clone(),
         }
         .serialize(s)
@@ -191,9 +227,19 @@ impl Serialize for KeyShare {
 impl<'de> Deserialize<'de> for KeyShare {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let mut w = KeyShareWire::deserialize(d)?;
-        if w.version != KEY_SHARE_VERSION {
-            return Err(serde::de::Error::custom(KeyShareError::UnsupportedVersion(
-                w.version,
+        // Version 1 has no root share; version 2 must have one.
+        let root_ok = match w.version {
+            1 => w.root_share.is_none(),
+            KEY_SHARE_VERSION => w.root_share.is_some(),
+            v => {
+                return Err(serde::de::Error::custom(KeyShareError::UnsupportedVersion(
+                    v,
+                )));
+            }
+        };
+        if !root_ok {
+            return Err(serde::de::Error::custom(KeyShareError::Inconsistent(
+                "root share",
             )));
         }
         if w.key_id != w.public_key.key_id() {
@@ -209,6 +255,7 @@ impl<'de> Deserialize<'de> for KeyShare {
             w.index,
             share,
             w.theta.clone(),
+            w.root_share.take(),
         )
         .map_err(serde::de::Error::custom)?;
         ks.party = w.party.take();

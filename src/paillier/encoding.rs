@@ -213,6 +213,30 @@ pub mod bigint_b64u {
     }
 }
 
+/// Serde adapter for `Option<BigInt>` (as [`bigint_b64u`]; use with `#[serde(default)]`).
+pub mod opt_bigint_b64u {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    /// Serialises (`None` as null; pair with `skip_serializing_if`).
+    pub fn serialize<S: Serializer>(x: &Option<BigInt>, s: S) -> Result<S::Ok, S::Error> {
+        match x {
+            Some(v) => s.serialize_some(&bigint_b64u::to_string(v)),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Deserialises (bounded).
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<BigInt>, D::Error> {
+        let s = <Option<std::borrow::Cow<'de, str>>>::deserialize(d)?;
+        s.map(|s| {
+            bigint_b64u::from_str(&s, crate::encoding::MAX_WIRE_BIGINT_BYTES)
+                .map_err(serde::de::Error::custom)
+        })
+        .transpose()
+    }
+}
+
 /// Serde adapter for `Vec<BigInt>` (each element as [`bigint_b64u`]).
 pub mod bigint_vec_b64u {
     use super::*;

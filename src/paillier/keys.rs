@@ -17,12 +17,14 @@ pub const MIN_MODULUS_BITS: u64 = 128;
 /// Largest accepted modulus.
 pub const MAX_MODULUS_BITS: u64 = 8192;
 
-/// A Paillier public key: the modulus N (g is fixed to N + 1), with a Montgomery context for N²
-/// built once (every encryption and decryption exponentiates mod N²).
+/// A Paillier public key: the modulus N (g is fixed to N + 1), with Montgomery contexts for N²
+/// and N built once (every encryption and decryption exponentiates mod N², the N-th-root
+/// decryption of [`crate::decrypt`] mod N).
 #[derive(Clone)]
 pub struct PublicKey {
     n: BigUint,
     n2: BigUint,
+    n_ctx: Arc<Modulus>,
     n2_ctx: Arc<Modulus>,
 }
 
@@ -54,7 +56,23 @@ impl PublicKey {
         }
         let n2 = &n * &n;
         let n2_ctx = Arc::new(Modulus::new(&n2).ok_or(PaillierError::InvalidModulus)?);
-        Ok(Self { n, n2, n2_ctx })
+        let n_ctx = Arc::new(Modulus::new(&n).ok_or(PaillierError::InvalidModulus)?);
+        Ok(Self {
+            n,
+            n2,
+            n_ctx,
+            n2_ctx,
+        })
+    }
+
+    /// `base^exp mod N` (constant-time, for secret exponents).
+    pub fn pow_n(&self, base: &BigUint, exp: &BigUint) -> BigUint {
+        self.n_ctx.pow(base, exp)
+    }
+
+    /// `a⁻¹ mod N` for a public `a`; `None` when `gcd(a, N) ≠ 1`.
+    pub fn inverse_n(&self, a: &BigUint) -> Option<BigUint> {
+        self.n_ctx.inverse(a)
     }
 
     /// `base^exp mod N²` (constant-time Montgomery exponentiation, see [`caucus_modexp`]).
