@@ -373,6 +373,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             quorum: None,
             timeout: args.timeout,
             precision: 0,
+            method: None,
         };
         set.spawn(async move { sum_on(&sess, &key, &v, &opts).await });
     }
@@ -427,6 +428,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             timeout: args.timeout,
             precision: 0,
             repeat: 1,
+            method: None,
         };
         set.spawn(async move { decrypt_on(&sess, &key, &c, &opts).await });
     }
@@ -438,9 +440,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     for d in &decs {
         let v = d.value.clone().unwrap_or_default();
         println!(
-            "    {:<6} (quorum {}) decrypts {} in {}",
+            "    {:<6} (quorum {}, {} method) decrypts {} in {}",
             d.party,
             d.quorum.join("+"),
+            d.method.as_str(),
             v,
             fmt_dur(Duration::from_secs_f64(
                 d.latency_ms.first().copied().unwrap_or(0.0) / 1000.0

@@ -138,6 +138,10 @@ enum Command {
         /// Decrypt this many times and report each latency (benchmarks).
         #[arg(long, default_value_t = 1, hide = true)]
         repeat: u32,
+        /// Decryption method: root (N-th root, partials mod N; the default for keys made by
+        /// this version) or classic (partials mod N²; reveals nothing beyond the plaintext).
+        #[arg(long)]
+        method: Option<caucus::decrypt::Method>,
         /// The ciphertext (decimal).
         ciphertext: String,
     },
@@ -163,6 +167,9 @@ enum Command {
         /// Overall timeout.
         #[arg(long, default_value = "60s", value_parser = caucus_node::keygen::parse_duration)]
         timeout: std::time::Duration,
+        /// Decryption method of the total (root or classic; see `caucus decrypt --help`).
+        #[arg(long)]
+        method: Option<caucus::decrypt::Method>,
     },
     /// CA + three nodes locally: enrolment, blob share, keygen, secure sum, decryption with one
     /// party offline, narrated with timings.
@@ -506,6 +513,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             precision,
             timeout,
             repeat,
+            method,
             ciphertext,
         } => {
             let opts = caucus_node::threshold::DecryptOptions {
@@ -514,6 +522,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 timeout,
                 precision,
                 repeat,
+                method,
             };
             let r = caucus_node::threshold::decrypt(&dir, &ciphertext, &opts).await?;
             if json {
@@ -537,11 +546,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
             quorum,
             precision,
             timeout,
+            method,
         } => {
             let opts = caucus_node::threshold::SumOptions {
                 quorum,
                 timeout,
                 precision,
+                method,
             };
             let r = caucus_node::threshold::sum(&dir, &value, &opts).await?;
             if json {

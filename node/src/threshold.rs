@@ -5,9 +5,11 @@
 //!   session's roster and the key's party list; the sender of each message is the certificate
 //!   `PartyId` the current roster maps to that name. A partial decryption must carry the key
 //!   index recorded for its sender's name.
-//! * Decryption (`caucus decrypt`): each quorum member publishes c^(2Δ·s_i) mod N² to the
+//! * Decryption (`caucus decrypt`): each quorum member publishes its partial decryption to the
 //!   receivers only (`--to`, default: the quorum); a receiver combines. Parties outside the quorum
-//!   need not be online.
+//!   need not be online. Method ([`caucus::decrypt`]): `root` (partials (c mod N)^(Δ·a_i) mod N,
+//!   the default for key shares of format 2) or `classic` (c^(2Δ·s_i) mod N², PROTOCOL.md's);
+//!   every quorum member must use the same.
 //! * Secure sum (`caucus sum`): every party encrypts its value (fresh randomness), broadcasts the
 //!   ciphertext, everyone multiplies them (the encrypted total), the quorum decrypts the total for
 //!   everyone. Nothing but the total is ever decrypted.
@@ -19,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use caucus::decrypt::{
-    PartialDecryption, ThresholdKey, ciphertext_digest, combine, partial_decrypt,
+    Method, PartialDecryption, ThresholdKey, ciphertext_digest, combine, partial_decrypt_with,
 };
 use caucus::paillier::encoding::WireCiphertext;
 use caucus::paillier::{Ciphertext, PublicKey, decode_signed};
@@ -175,13 +177,27 @@ pub fn resolve_quorum(
     })
 }
 
-/// One decryption over the network. Returns the plaintext in `[0, N)` if this party is a
-/// receiver. `tag` distinguishes repeated decryptions of the same ciphertext in one session.
+/// The decryption method: `asked`, or the key share's default (root for format 2, classic for
+/// format 1). Root with a format-1 share is refused.
+pub fn resolve_method(key: &KeyShareFile, asked: Option<Method>) -> Result<Method, DriverError> {
+    match asked {
+        Some(Method::Root) if !key.share.has_root_share() => Err(DriverError::BadArgument(
+            "this key share predates the root method (format 1): use --method classic".into(),
+        )),
+        Some(m) => Ok(m),
+        None if key.share.has_root_share() => Ok(Method::Root),
+        None => Ok(Method::Classic),
+    }
+}
+
+/// One decryption over the network by `method`. Returns the plaintext in `[0, N)` if this party
+/// is a receiver. `tag` distinguishes repeated decryptions of the same ciphertext in one session.
 pub async fn run_decrypt(
     session: &Arc<Session>,
     key: &KeyShareFile,
     c: &Ciphertext,
     q: &Quorum,
+    method: Method,
     tag: &str,
     deadline: Instant,
 ) -> Result<Option<BigUint>, DriverError> {
@@ -198,7 +214,7 @@ pub async fn run_decrypt(
     let msg_id = format!("dec/{}/{}/{tag}", &key.key_id[..16], &digest[..16]);
     let mut mine = None;
     if in_quorum {
-        let partial = partial_decrypt(&key.share, c)
+        let partial = partial_decrypt_with(&key.share, c, method)
             .map_err(|e| DriverError::Protocol(format!("partial decryption: {e}")))?;
         let targets: Vec<&Party> = q.receivers.iter().filter(|p| p.name != me.name).collect();
         let mut set = tokio::task::JoinSet::new();
@@ -236,6 +252,16 @@ pub async fn run_decrypt(
             got.get(&p.name).cloned()
         }
         .ok_or_else(|| DriverError::Protocol(format!("no partial from {}", p.name)))?;
+        if part.method != method {
+            return Err(DriverError::Peer {
+                party: p.name.clone(),
+                reason: format!(
+                    "its partial uses the {} method, this decryption the {} (every quorum member must pass the same --method)",
+                    part.method.as_str(),
+                    method.as_str()
+                ),
+            });
+        }
         if part.index != *idx {
             return Err(DriverError::Peer {
                 party: p.name.clone(),
@@ -272,6 +298,8 @@ pub struct DecryptReport {
     pub quorum: Vec<String>,
     /// Who learns the result.
     pub receivers: Vec<String>,
+    /// Decryption method (`root` or `classic`).
+    pub method: Method,
     /// The value (signed, scaled by the precision), if this party is a receiver.
     pub value: Option<String>,
     /// Wall time of each decryption, milliseconds (one unless repeated).
@@ -291,6 +319,8 @@ pub struct DecryptOptions {
     pub precision: u32,
     /// Decrypt this many times (latency measurement).
     pub repeat: u32,
+    /// Method (default: the key share's, see [`resolve_method`]).
+    pub method: Option<Method>,
 }
 
 /// `caucus decrypt`: opens the node's session and decrypts `ciphertext` with a quorum.
@@ -316,11 +346,12 @@ pub async fn decrypt_on(
 ) -> Result<DecryptReport, DriverError> {
     let deadline = Instant::now() + opts.timeout;
     let q = resolve_quorum(session, key, opts.quorum.as_deref(), opts.to.as_deref())?;
+    let method = resolve_method(key, opts.method)?;
     let mut latency_ms = Vec::new();
     let mut value = None;
     for rep in 0..opts.repeat.max(1) {
         let t0 = Instant::now();
-        let m = run_decrypt(session, key, c, &q, &rep.to_string(), deadline).await?;
+        let m = run_decrypt(session, key, c, &q, method, &rep.to_string(), deadline).await?;
         latency_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
         value = m.map(|m| format_value(&decode_signed(&m, key.share.public()), opts.precision));
     }
@@ -329,6 +360,7 @@ pub async fn decrypt_on(
         key_id: key.key_id.clone(),
         quorum: q.members.iter().map(|p| p.name.clone()).collect(),
         receivers: q.receivers.iter().map(|p| p.name.clone()).collect(),
+        method,
         value,
         latency_ms,
     })
@@ -351,6 +383,8 @@ pub struct SumOptions {
     pub timeout: Duration,
     /// Decimal precision of the values.
     pub precision: u32,
+    /// Decryption method (default: the key share's, see [`resolve_method`]).
+    pub method: Option<Method>,
 }
 
 /// Result of `caucus sum`.
@@ -382,6 +416,7 @@ pub async fn sum_on(
 ) -> Result<SumReport, DriverError> {
     let t0 = Instant::now();
     let deadline = t0 + opts.timeout;
+    let method = resolve_method(key, opts.method)?;
     let pk = key.share.public();
     let me = session.me();
     let parties = session.parties();
@@ -464,7 +499,7 @@ pub async fn sum_on(
     };
     let all: Vec<String> = parties.iter().map(|p| p.name.clone()).collect();
     let q = resolve_quorum(session, key, Some(&quorum_names), Some(&all))?;
-    let m = run_decrypt(session, key, &total, &q, "sum", deadline)
+    let m = run_decrypt(session, key, &total, &q, method, "sum", deadline)
         .await?
         .ok_or_else(|| DriverError::Protocol("no total".into()))?;
     let total_v = decode_signed(&m, pk);

@@ -344,9 +344,11 @@ fn three_processes_keygen_sum_decrypt_and_a_later_session() {
     for (g, who) in [(a, "alice"), (b, "bob")] {
         let v = json_ok(g.wait_output(), &format!("decrypt {who}"));
         assert_eq!(v["value"], "-17", "{who}");
+        assert_eq!(v["method"], "root", "{who}: the default for a new key");
     }
-    // --to alice: only alice learns the value; bob only sends his partial.
-    let to = |d: &Path| {
+    // --to alice, by the classic method: only alice learns the value; bob only sends his
+    // partial.
+    let to = |d: &Path, method: &str| {
         spawn(
             Path::new(CAUCUS),
             &[
@@ -358,19 +360,33 @@ fn three_processes_keygen_sum_decrypt_and_a_later_session() {
                 "alice,bob",
                 "--to",
                 "alice",
+                "--method",
+                method,
                 "--timeout",
-                "60s",
+                "20s",
                 &ct,
             ],
         )
     };
-    let a = to(dirs[0]);
-    let b = to(dirs[1]);
+    let a = to(dirs[0], "classic");
+    let b = to(dirs[1], "classic");
     let va = json_ok(a.wait_output(), "decrypt --to alice (alice)");
     let vb = json_ok(b.wait_output(), "decrypt --to alice (bob)");
     assert_eq!(va["value"], "-17");
+    assert_eq!(va["method"], "classic");
     assert_eq!(vb["value"], Value::Null);
     assert_eq!(vb["receivers"], serde_json::json!(["alice"]));
+    // Methods that differ: the receiver names the party whose partial does not match.
+    let a = to(dirs[0], "root");
+    let b = to(dirs[1], "classic");
+    let out = a.wait_output();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("bob") && stderr(&out).contains("same --method"),
+        "{}",
+        stderr(&out)
+    );
+    let _ = b.wait_output();
     // One party alone is not a quorum.
     let out = decrypt(dirs[0], "alice").wait_output();
     assert!(!out.status.success());

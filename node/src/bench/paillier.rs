@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use caucus::decrypt::{combine, partial_decrypt};
+use caucus::decrypt::{Method, combine, partial_decrypt_with};
 use caucus::keygen::Params;
 use caucus::paillier::{EncryptionMode, Encryptor, Keypair, RandomnessPool};
 use num_bigint::{BigRng010, BigUint};
@@ -146,35 +146,40 @@ pub fn run(args: Args) -> anyhow::Result<Report> {
         let key = super::keygen::run_threaded(&params, 2)?;
         let shares = key.shares;
         let tk = shares[0].threshold_key();
-        let (mut partial_ms, mut combine_ms) = (vec![], vec![]);
-        for _ in 0..args.runs {
-            let m = rng.random_biguint_below(pk.n()) % shares[0].public().n();
-            let c = shares[0].public().encrypt(&m, &mut rng)?;
-            let t = Instant::now();
-            let parts: Vec<_> = shares[..2]
-                .iter()
-                .map(|s| partial_decrypt(s, &c))
-                .collect::<Result<_, _>>()?;
-            partial_ms.push(t.elapsed().as_secs_f64() * 1000.0 / 2.0);
-            let t = Instant::now();
-            let got = combine(&tk, &c, &parts)?;
-            combine_ms.push(t.elapsed().as_secs_f64() * 1000.0);
-            anyhow::ensure!(got == m, "threshold decryption mismatch");
-        }
-        figures.push(
-            Figure::from_samples(
-                &format!("threshold partial decryption {bits}-bit (one party)"),
+        for method in [Method::Root, Method::Classic] {
+            let (mut partial_ms, mut combine_ms) = (vec![], vec![]);
+            for _ in 0..args.runs {
+                let m = rng.random_biguint_below(pk.n()) % shares[0].public().n();
+                let c = shares[0].public().encrypt(&m, &mut rng)?;
+                let t = Instant::now();
+                let parts: Vec<_> = shares[..2]
+                    .iter()
+                    .map(|s| partial_decrypt_with(s, &c, method))
+                    .collect::<Result<_, _>>()?;
+                partial_ms.push(t.elapsed().as_secs_f64() * 1000.0 / 2.0);
+                let t = Instant::now();
+                let got = combine(&tk, &c, &parts)?;
+                combine_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+                anyhow::ensure!(got == m, "threshold decryption mismatch");
+            }
+            let name = method.as_str();
+            let f = Figure::from_samples(
+                &format!("threshold partial decryption {bits}-bit (one party), {name} method"),
                 "ms",
                 &partial_ms,
-            )
-            .target("decryption over the network <= 20 ms at 2048 bits")
-            .peer("TNO: 17 ms for distributed decryption with all 3 parties at 1024 bits"),
-        );
-        figures.push(Figure::from_samples(
-            &format!("threshold combine {bits}-bit (t+1 = 2 partials)"),
-            "ms",
-            &combine_ms,
-        ));
+            );
+            figures.push(match method {
+                Method::Root => f
+                    .target("decryption over the network <= 20 ms at 2048 bits")
+                    .peer("TNO: 17 ms for distributed decryption with all 3 parties at 1024 bits"),
+                Method::Classic => f,
+            });
+            figures.push(Figure::from_samples(
+                &format!("threshold combine {bits}-bit (t+1 = 2 partials), {name} method"),
+                "ms",
+                &combine_ms,
+            ));
+        }
     }
     Ok(Report {
         bench: "paillier".into(),
