@@ -2,7 +2,8 @@
 //! (mode 0600, written atomically: a temp file created 0600, fsynced, renamed; nothing
 //! half-written is ever left under the final name).
 //!
-//! The file is versioned JSON: the public key (inside `share`), the party's own share s_i and θ,
+//! The file is versioned JSON: the public key (inside `share`), the party's own share s_i, its
+//! N-th-root share a_i (inner format 2; a format-1 share without it decrypts classic only) and θ,
 //! the threshold t, the roster of the keygen session (index, name, `PartyId`) and the keygen
 //! session id. The key outlives the session certificates: later sessions match parties by NAME
 //! (the new `PartyId`s come from the new certificates).
