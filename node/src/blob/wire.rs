@@ -19,13 +19,13 @@ use caucus::blob::transfer::{
 };
 use caucus::blob::{BlobError, BlobHeader, BlobLimits};
 use caucus::msg::Inner;
-use caucus::msg::frame::FrameKind;
+use caucus::msg::frame::{FrameKind, HEADER_LEN};
 use caucus::pki::{PartyId, PrivateKey};
 use serde_json::Value;
 
 use super::direct::SequentialReader;
 use super::store::{Begin, BlobStore, Outgoing, StoreError, now_ms};
-use crate::transport::conn::reply_to;
+use crate::transport::conn::{BufPool, reply_to};
 use crate::transport::{
     Conn, Handler, HandlerFuture, Incoming, METHOD_ERROR, Node, TransportError,
 };
@@ -201,7 +201,10 @@ pub async fn send_on(
         tokio::sync::mpsc::channel::<Result<Vec<u8>, StoreError>>(pipeline_depth(h.chunk_size));
     let path = out.path.clone();
     let header = h.clone();
-    let reader = tokio::task::spawn_blocking(move || read_chunks(&path, &header, from, &tx));
+    let pool = Arc::new(BufPool::default());
+    let reader_pool = pool.clone();
+    let reader =
+        tokio::task::spawn_blocking(move || read_chunks(&path, &header, from, &reader_pool, &tx));
 
     let Conn {
         reader: frames,
@@ -234,7 +237,7 @@ pub async fn send_on(
             f = &mut early => { reader.abort(); return Err(early_reply(f)); }
             b = rx.recv() => b,
         };
-        let body = match next {
+        let mut body = match next {
             None => break,
             Some(Ok(b)) => b,
             Some(Err(e)) => return Err(e.into()),
@@ -242,12 +245,13 @@ pub async fn send_on(
         tokio::select! {
             biased;
             f = &mut early => { reader.abort(); return Err(early_reply(f)); }
-            r = tokio::time::timeout(WRITE_TIMEOUT, writer.write_frame(FrameKind::BlobChunk, &body)) => {
+            r = tokio::time::timeout(WRITE_TIMEOUT, writer.write_prepared(FrameKind::BlobChunk, &mut body)) => {
                 r.map_err(|_| tr(TransportError::Timeout("sending a chunk")))?.map_err(tr)?
             }
         }
         chunks_sent += 1;
-        let n = (body.len() - transfer::CHUNK_PREFIX_LEN) as u64;
+        let n = (body.len() - HEADER_LEN - transfer::CHUNK_PREFIX_LEN) as u64;
+        pool.put(body);
         bytes_sent += n;
         acked += n;
         if let Some(p) = &opts.progress {
@@ -303,11 +307,13 @@ pub async fn send_on(
     })
 }
 
-/// Reads the outbox ciphertext from chunk `from` on into chunk frame bodies.
+/// Reads the outbox ciphertext from chunk `from` on into whole chunk frames (header space, then
+/// the body: blob id, index, ciphertext), in buffers from `pool`.
 fn read_chunks(
     path: &std::path::Path,
     h: &BlobHeader,
     from: u64,
+    pool: &BufPool,
     tx: &tokio::sync::mpsc::Sender<Result<Vec<u8>, StoreError>>,
 ) -> Result<(), StoreError> {
     let io = |e: std::io::Error| StoreError::Io {
@@ -325,11 +331,10 @@ fn read_chunks(
     let layout = h.layout();
     for i in from..layout.count() {
         let n = layout.cipher_len(i).unwrap_or(0);
-        let mut body = Vec::with_capacity(transfer::CHUNK_PREFIX_LEN + n);
-        body.extend_from_slice(&transfer::encode_chunk_header(&h.blob_id, i));
-        body.resize(transfer::CHUNK_PREFIX_LEN + n, 0);
-        r.read_exact(&mut body[transfer::CHUNK_PREFIX_LEN..])
-            .map_err(io)?;
+        let start = HEADER_LEN + transfer::CHUNK_PREFIX_LEN;
+        let mut body = pool.take(start + n);
+        body[HEADER_LEN..start].copy_from_slice(&transfer::encode_chunk_header(&h.blob_id, i));
+        r.read_exact(&mut body[start..]).map_err(io)?;
         if tx.blocking_send(Ok(body)).is_err() {
             break; // the sender stopped
         }
@@ -430,11 +435,14 @@ impl BlobHandler {
         // The worker checks and stores chunks; the network loop feeds it.
         let (tx, mut rx) =
             tokio::sync::mpsc::channel::<Vec<u8>>(pipeline_depth(inc.header().chunk_size));
+        // Consumed chunk bodies go back to the connection's buffer pool for the next frames.
+        let pool = conn.buffers();
         let worker = tokio::task::spawn_blocking(move || {
             while let Some(body) = rx.blocking_recv() {
                 if let Err(e) = inc.push_frame(&body) {
                     return (inc, Err(e));
                 }
+                pool.put(body);
             }
             (inc, Ok(()))
         });

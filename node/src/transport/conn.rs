@@ -27,17 +27,71 @@ use super::{METHOD_ERROR, METHOD_REPLY, TransportError};
 /// The TLS stream of a node ↔ node connection (either side).
 pub type TlsConn = tokio_rustls::TlsStream<TcpStream>;
 
+/// A few reusable frame buffers, so that a stream of equal-size frames (blob chunks) reuses its
+/// allocations instead of allocating, zero-filling and page-faulting one per frame. Whoever
+/// consumes a frame body may give it back with [`BufPool::put`]; at most [`BufPool::KEEP`]
+/// buffers and [`BufPool::KEEP_BYTES`] bytes are kept. Bodies given back are only ever blob
+/// chunk ciphertext; a taken buffer is overwritten in full before use.
+#[derive(Debug, Default)]
+pub struct BufPool {
+    bufs: std::sync::Mutex<Vec<Vec<u8>>>,
+}
+
+impl BufPool {
+    /// Most buffers kept.
+    pub const KEEP: usize = 16;
+    /// Most bytes kept (capacity).
+    pub const KEEP_BYTES: usize = 2 << 20;
+
+    /// A buffer of exactly `len` bytes, reused when one is available (its old content is
+    /// still there: the caller overwrites all of it).
+    pub fn take(&self, len: usize) -> Vec<u8> {
+        let mut b = self
+            .bufs
+            .lock()
+            .ok()
+            .and_then(|mut v| v.pop())
+            .unwrap_or_default();
+        if b.len() >= len {
+            b.truncate(len);
+        } else {
+            b.resize(len, 0);
+        }
+        b
+    }
+
+    /// Gives a buffer back.
+    pub fn put(&self, b: Vec<u8>) {
+        if let Ok(mut v) = self.bufs.lock() {
+            let kept: usize = v.iter().map(Vec::capacity).sum();
+            if v.len() < Self::KEEP && kept + b.capacity() <= Self::KEEP_BYTES {
+                v.push(b);
+            }
+        }
+    }
+}
+
 /// Reads frames with a maximum size, checked before allocating.
 #[derive(Debug)]
 pub struct FrameReader<R> {
     io: R,
     max: usize,
+    pool: std::sync::Arc<BufPool>,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// A reader refusing bodies over `max` bytes.
     pub fn new(io: R, max: usize) -> Self {
-        Self { io, max }
+        Self {
+            io,
+            max,
+            pool: Default::default(),
+        }
+    }
+
+    /// The pool frame bodies are taken from (give consumed bodies back to it).
+    pub fn pool(&self) -> std::sync::Arc<BufPool> {
+        self.pool.clone()
     }
 
     /// Reads one frame. `Ok(None)` on a clean end of stream before a frame starts. With `idle`,
@@ -64,7 +118,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         let body_read = async {
             self.io.read_exact(&mut header[first..]).await?;
             let (kind, len) = frame::parse_header(&header, self.max)?;
-            let mut body = vec![0u8; len];
+            let mut body = self.pool.take(len);
             self.io.read_exact(&mut body).await?;
             Ok::<_, TransportError>(Frame { kind, body })
         };
@@ -99,6 +153,21 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     ) -> Result<(), TransportError> {
         let bytes = frame::encode(kind, body, self.max)?;
         self.write_raw(&bytes).await
+    }
+
+    /// Writes one frame whose body is `buf[HEADER_LEN..]`, the header filled into the first
+    /// [`frame::HEADER_LEN`] bytes: one write and no copy of the body (blob chunks).
+    pub async fn write_prepared(
+        &mut self,
+        kind: FrameKind,
+        buf: &mut [u8],
+    ) -> Result<(), TransportError> {
+        let Some(len) = buf.len().checked_sub(frame::HEADER_LEN) else {
+            return Err(TransportError::Io("frame buffer without a header".into()));
+        };
+        let header = frame::encode_header(kind, len, self.max)?;
+        buf[..frame::HEADER_LEN].copy_from_slice(&header);
+        self.write_raw(buf).await
     }
 
     /// Writes already-encoded bytes and flushes (tests use it to send malformed frames).
@@ -143,6 +212,12 @@ impl std::fmt::Debug for Conn {
 }
 
 impl Conn {
+    /// The pool this connection's frame bodies come from: a consumer of blob chunks gives the
+    /// bodies back to it so the next chunks reuse them.
+    pub fn buffers(&self) -> std::sync::Arc<BufPool> {
+        self.reader.pool()
+    }
+
     pub(crate) fn new(
         stream: TlsConn,
         peer: PeerInfo,
@@ -420,5 +495,60 @@ mod tests {
         a.write_all(&[0, 0]).await.expect("w");
         let e = r.read_frame(idle).await.expect_err("slow header");
         assert!(matches!(e, TransportError::Timeout(_)));
+    }
+
+    #[tokio::test]
+    async fn pooled_buffers_are_reused_and_overwritten_and_prepared_frames_match() {
+        // A body given back is reused for the next frame, truncated or grown to its length,
+        // and fully overwritten by it.
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let mut w = FrameWriter::new(a, 1024);
+        let mut r = FrameReader::new(b, 1024);
+        w.write_frame(FrameKind::BlobChunk, &[7u8; 100])
+            .await
+            .expect("w");
+        let f = r.read_frame(None).await.expect("r").expect("frame");
+        let ptr = f.body.as_ptr();
+        r.pool().put(f.body);
+        // A prepared frame (header space, then body) reads back like an encoded one.
+        let mut buf = vec![0xeeu8; HEADER_LEN + 60];
+        buf[HEADER_LEN..].copy_from_slice(&[9u8; 60]);
+        w.write_prepared(FrameKind::BlobChunk, &mut buf)
+            .await
+            .expect("w");
+        let f = r.read_frame(None).await.expect("r").expect("frame");
+        assert_eq!(
+            (f.kind, f.body.as_slice()),
+            (FrameKind::BlobChunk, &[9u8; 60][..])
+        );
+        assert_eq!(f.body.as_ptr(), ptr, "the pooled allocation was reused");
+        r.pool().put(f.body);
+        w.write_frame(FrameKind::Envelope, &[3u8; 200])
+            .await
+            .expect("w");
+        let f = r.read_frame(None).await.expect("r").expect("frame");
+        assert_eq!(f.body, vec![3u8; 200]);
+        // A prepared buffer too short for a header, or too long a body, is refused.
+        assert!(
+            w.write_prepared(FrameKind::BlobChunk, &mut [0u8; 3])
+                .await
+                .is_err()
+        );
+        let mut big = vec![0u8; HEADER_LEN + 2000];
+        assert!(matches!(
+            w.write_prepared(FrameKind::BlobChunk, &mut big).await,
+            Err(TransportError::Frame(FrameError::TooLarge { .. }))
+        ));
+        // The pool keeps at most KEEP buffers and KEEP_BYTES bytes.
+        let pool = BufPool::default();
+        for _ in 0..BufPool::KEEP + 4 {
+            pool.put(vec![0u8; 1024]);
+        }
+        assert_eq!(pool.bufs.lock().expect("lock").len(), BufPool::KEEP);
+        let pool = BufPool::default();
+        pool.put(vec![0u8; BufPool::KEEP_BYTES]);
+        pool.put(vec![0u8; 1]);
+        assert_eq!(pool.bufs.lock().expect("lock").len(), 1);
+        assert_eq!(pool.take(10).len(), 10);
     }
 }
