@@ -342,8 +342,14 @@ fn read_chunks(
     Ok(())
 }
 
+/// How long a sender keeps retrying a receiver that answers `busy` (it is still finishing an
+/// interrupted connection for the same blob: draining the chunks that arrived, checkpointing),
+/// on top of the `attempts` of [`send_to`].
+pub const BUSY_PATIENCE: Duration = Duration::from_secs(30);
+
 /// Connects to `party` and sends `out`, retrying (and so resuming) after interruptions up to
-/// `attempts` times with a short backoff.
+/// `attempts` times with a short backoff. A `busy` refusal is retried every 200 ms for up to
+/// [`BUSY_PATIENCE`] without using up an attempt.
 pub async fn send_to(
     node: &Node,
     party: &PartyId,
@@ -352,10 +358,9 @@ pub async fn send_to(
     attempts: u32,
 ) -> Result<SendReport, SendError> {
     let mut last = None;
-    for attempt in 0..attempts.max(1) {
-        if attempt > 0 {
-            tokio::time::sleep(Duration::from_millis(100 << attempt.min(5))).await;
-        }
+    let mut attempt = 0u32;
+    let mut busy_until: Option<tokio::time::Instant> = None;
+    while attempt < attempts.max(1) {
         let mut conn = match node.connect(party).await {
             Ok(c) => c,
             Err(error) => {
@@ -363,6 +368,8 @@ pub async fn send_to(
                     peer: party.to_string(),
                     error,
                 });
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(100 << attempt.min(5))).await;
                 continue;
             }
         };
@@ -371,7 +378,22 @@ pub async fn send_to(
                 conn.close().await;
                 return Ok(r);
             }
-            Err(e) if e.is_retryable() && !matches!(e, SendError::Stopped(_)) => last = Some(e),
+            Err(e @ SendError::Refused { .. }) if e.is_retryable() => {
+                let until =
+                    *busy_until.get_or_insert_with(|| tokio::time::Instant::now() + BUSY_PATIENCE);
+                if tokio::time::Instant::now() >= until {
+                    return Err(e);
+                }
+                last = Some(e);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) if e.is_retryable() && !matches!(e, SendError::Stopped(_)) => {
+                last = Some(e);
+                attempt += 1;
+                if attempt < attempts.max(1) {
+                    tokio::time::sleep(Duration::from_millis(100 << attempt.min(5))).await;
+                }
+            }
             Err(e) => return Err(e),
         }
     }
