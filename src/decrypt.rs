@@ -395,27 +395,41 @@ pub fn combine(
     Ok(m)
 }
 
+/// `∏ value_i^(scale·μ_i) mod m` over the quorum (μ_i = Δ·λ_i^Q) as `(num, den)`: the terms
+/// whose sign (weight × share) is negative go to `den`, so no party and no term needs an
+/// inversion; `pow(base, e)` computes `base^e mod m` for the few-bit weights.
+fn quorum_ratio(
+    key: &ThresholdKey,
+    quorum: &[PartialDecryption],
+    scale: u8,
+    m: &BigUint,
+    pow: impl Fn(&BigUint, &BigUint) -> BigUint,
+) -> Result<(BigUint, BigUint), DecryptError> {
+    let xs: Vec<u32> = quorum.iter().map(|p| p.index).collect();
+    let mu = sharing::lagrange_int(&xs, key.parties).map_err(|_| DecryptError::Inconsistent)?;
+    let (mut num, mut den) = (BigUint::one(), BigUint::one());
+    for (p, w) in quorum.iter().zip(mu) {
+        let e: BigInt = w * scale;
+        let term = pow(&p.value, e.magnitude());
+        if (e.sign() == Sign::Minus) != p.negative {
+            den = (den * term) % m;
+        } else {
+            num = (num * term) % m;
+        }
+    }
+    Ok((num, den))
+}
+
 fn combine_quorum(
     key: &ThresholdKey,
     quorum: &[PartialDecryption],
 ) -> Result<BigUint, DecryptError> {
     let pk = &key.public_key;
     let (n, n2) = (pk.n(), pk.n_squared());
-    let xs: Vec<u32> = quorum.iter().map(|p| p.index).collect();
-    let mu = sharing::lagrange_int(&xs, key.parties).map_err(|_| DecryptError::Inconsistent)?;
-    // c' = ∏ c_i^(2μ_i) = num / den, the terms with a negative weight in den. The randomness
-    // cancels in the ratio only, so num ≡ den·(1 + l·N) (mod N²) with l = L(c'): then
-    // (num − den) mod N² = N·(den·l mod N), and one inversion mod N (not N²) recovers l.
-    let (mut num, mut den) = (BigUint::one(), BigUint::one());
-    for (p, m) in quorum.iter().zip(mu) {
-        let e: BigInt = m * 2;
-        let term = pow_small_n2(pk, &p.value, e.magnitude());
-        if (e.sign() == Sign::Minus) != p.negative {
-            den = (den * term) % n2;
-        } else {
-            num = (num * term) % n2;
-        }
-    }
+    // c' = ∏ c_i^(2μ_i) = num / den. The randomness cancels in the ratio only, so
+    // num ≡ den·(1 + l·N) (mod N²) with l = L(c'): then (num − den) mod N² = N·(den·l mod N),
+    // and one inversion mod N (not N²) recovers l.
+    let (num, den) = quorum_ratio(key, quorum, 2, n2, |b, e| pow_small_n2(pk, b, e))?;
     let (den_l, r) = ((num + n2 - &den) % n2).div_rem(n);
     if !r.is_zero() {
         return Err(DecryptError::Inconsistent);
@@ -423,9 +437,7 @@ fn combine_quorum(
     // m = l · (4Δ³θ)⁻¹ = (den·l) · (den · 4Δ³θ)⁻¹ mod N.
     let delta = sharing::delta(key.parties);
     let factor = (delta.pow(3) * 4u8 * &key.theta % n) * (den % n) % n;
-    let inv = caucus_modexp::Modulus::new(n)
-        .and_then(|ctx| ctx.inverse(&factor))
-        .ok_or(DecryptError::Inconsistent)?;
+    let inv = pk.inverse_n(&factor).ok_or(DecryptError::Inconsistent)?;
     Ok((den_l * inv) % n)
 }
 
@@ -438,20 +450,10 @@ fn combine_root(
 ) -> Result<BigUint, DecryptError> {
     let pk = &key.public_key;
     let (n, n2) = (pk.n(), pk.n_squared());
-    let xs: Vec<u32> = quorum.iter().map(|p| p.index).collect();
-    let mu = sharing::lagrange_int(&xs, key.parties).map_err(|_| DecryptError::Inconsistent)?;
-    // y = num / den mod N, the terms whose exponent's sign (weight × share) is negative in den.
-    let (mut num, mut den) = (BigUint::one(), BigUint::one());
-    for (p, m) in quorum.iter().zip(mu) {
-        let term = pow_small(&p.value, m.magnitude(), n, |b, e| {
-            caucus_modexp::modpow(b, e, n)
-        });
-        if (m.sign() == Sign::Minus) != p.negative {
-            den = (den * term) % n;
-        } else {
-            num = (num * term) % n;
-        }
-    }
+    // y = num / den mod N.
+    let (num, den) = quorum_ratio(key, quorum, 1, n, |b, e| {
+        pow_small(b, e, n, |b, e| caucus_modexp::modpow(b, e, n))
+    })?;
     let y = pk
         .inverse_n(&den)
         .map(|inv| (num * inv) % n)
