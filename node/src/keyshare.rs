@@ -165,11 +165,12 @@ impl KeyShareFile {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
-    fn sample() -> KeyShareFile {
+    /// A key share file from a seeded 256-bit keygen (alice's).
+    pub(crate) fn sample() -> KeyShareFile {
         let (shares, _) = caucus::testing::run_keygen(3, 1, 256, 7);
         let share = shares.into_iter().next().expect("share");
         KeyShareFile {

@@ -552,4 +552,30 @@ mod tests {
         assert_eq!(format_value(&BigInt::from(5), 2), "0.05");
         assert_eq!(format_value(&BigInt::from(-7), 0), "-7");
     }
+
+    #[test]
+    fn the_method_defaults_to_the_key_shares_and_root_needs_a_root_share() {
+        let key = crate::keyshare::tests::sample();
+        assert_eq!(resolve_method(&key, None).expect("default"), Method::Root);
+        assert_eq!(
+            resolve_method(&key, Some(Method::Classic)).expect("classic"),
+            Method::Classic
+        );
+        // The same share in format 1 (no root share): classic by default, root refused.
+        let mut v = serde_json::to_value(&key.share).expect("ser");
+        v["version"] = serde_json::json!(1);
+        v.as_object_mut().expect("object").remove("root_share");
+        let old = KeyShareFile {
+            share: serde_json::from_value(v).expect("format 1"),
+            ..key
+        };
+        assert_eq!(
+            resolve_method(&old, None).expect("default"),
+            Method::Classic
+        );
+        match resolve_method(&old, Some(Method::Root)) {
+            Err(DriverError::BadArgument(m)) => assert!(m.contains("--method classic"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
 }
