@@ -452,7 +452,7 @@ fn combine_root(
     let (n, n2) = (pk.n(), pk.n_squared());
     // y = num / den mod N.
     let (num, den) = quorum_ratio(key, quorum, 1, n, |b, e| {
-        pow_small(b, e, n, |b, e| caucus_modexp::modpow(b, e, n))
+        pow_small(b, e, n, |b, e| pk.pow_n_public(b, e))
     })?;
     let y = pk
         .inverse_n(&den)

@@ -197,10 +197,11 @@ impl Drop for Combined {
 /// not a unit mod N (the key is then refused).
 pub(crate) fn combine(
     ctx: &Context,
-    n_mod: &BigUint,
+    public: &crate::paillier::PublicKey,
     received: &[(BigInt, BigInt)],
     rho: &BigInt,
 ) -> Option<Combined> {
+    let n_mod = public.n();
     let mut share = BigInt::default();
     let mut v_open = BigInt::default();
     for ((g, w), l) in received.iter().zip(&ctx.lagrange_int) {
@@ -211,7 +212,7 @@ pub(crate) fn combine(
     let n_int = BigInt::from_biguint(Sign::Plus, n_mod.clone());
     // V ≡ θ (mod N), so the division is exact.
     let w_big = (&v_open - BigInt::from_biguint(Sign::Plus, theta.clone())) / &n_int;
-    let u = caucus_modexp::Modulus::new(n_mod)?.inverse(&theta)?;
+    let u = public.inverse_n(&theta)?;
     let u_theta = &u * &theta;
     let v = BigInt::from_biguint(Sign::Plus, (&u_theta - 1u8) / n_mod);
     let u = BigInt::from_biguint(Sign::Plus, u);

@@ -801,7 +801,7 @@ impl Keygen {
         let State::Secret(s) = &self.state else {
             unreachable_state()
         };
-        let mut c = secret::combine(&self.ctx, s.public.n(), &received, &s.rho)
+        let mut c = secret::combine(&self.ctx, &s.public, &received, &s.rho)
             .ok_or(KeygenError::Degenerate)?;
         let ks = KeyShare::new(
             s.public.clone(),

@@ -70,6 +70,11 @@ impl PublicKey {
         self.n_ctx.pow(base, exp)
     }
 
+    /// `base^exp mod N` for a public exponent (variable window).
+    pub fn pow_n_public(&self, base: &BigUint, exp: &BigUint) -> BigUint {
+        self.n_ctx.pow_public(base, exp)
+    }
+
     /// `a⁻¹ mod N` for a public `a`; `None` when `gcd(a, N) ≠ 1`.
     pub fn inverse_n(&self, a: &BigUint) -> Option<BigUint> {
         self.n_ctx.inverse(a)
