@@ -25,7 +25,7 @@ use tokio::io::AsyncBufReadExt;
 
 use super::{Figure, Report, machine};
 use crate::blob::direct::AppendFile;
-use crate::blob::rawtls::{peak_rss_kib, raw_tls_mb_per_s};
+use crate::blob::rawtls::{cpu_seconds, peak_rss_kib, raw_tls};
 use crate::commands::enroll::{EnrollOptions, enroll};
 use crate::commands::init::init;
 use crate::config::NodeDir;
@@ -216,7 +216,11 @@ async fn measure(args: &Args) -> anyhow::Result<Report> {
     let mut encrypt = Vec::new();
     let mut sender_rss = Vec::new();
     let mut raw = Vec::new();
+    // CPU seconds per GB (10^9 bytes) moved: sender, receiver, and raw TLS (both ends).
+    let (mut sender_cpu, mut receiver_cpu, mut raw_cpu) = (Vec::new(), Vec::new(), Vec::new());
+    let serve_pid = serve.0.id();
     for _ in 0..runs {
+        let receiver_before = serve_pid.and_then(|p| cpu_seconds(Some(p)));
         let t = Instant::now();
         let out = tokio::process::Command::new(exe()?)
             .args(["blob", "send", "--json", "--to", "bob", "--chunk-size"])
@@ -229,6 +233,9 @@ async fn measure(args: &Args) -> anyhow::Result<Report> {
             .await
             .context("run caucus blob send")?;
         let wall = t.elapsed().as_secs_f64();
+        // The receiver is idle while the sender encrypts: its CPU over the whole command is
+        // the transfer's.
+        let receiver_after = serve_pid.and_then(|p| cpu_seconds(Some(p)));
         if !out.status.success() {
             bail!("caucus blob send failed");
         }
@@ -240,13 +247,24 @@ async fn measure(args: &Args) -> anyhow::Result<Report> {
             bail!("nothing was sent (blob already held?)");
         }
         transfer.push(bytes as f64 / 1e6 / secs);
+        let gb = bytes as f64 / 1e9;
+        if let Some(c) = r["cpu_s"].as_f64() {
+            sender_cpu.push(c / gb);
+        }
+        if let (Some(a), Some(b)) = (receiver_after, receiver_before) {
+            receiver_cpu.push((a - b) / gb);
+        }
         end_to_end.push(size as f64 / 1e6 / wall);
         let enc = v["encrypt_s"].as_f64().unwrap_or(f64::NAN);
         encrypt.push(size as f64 / 1e6 / enc);
         if let Some(k) = v["peak_rss_kib"].as_u64() {
             sender_rss.push(k as f64 / 1024.0);
         }
-        raw.push(tokio::task::spawn_blocking(move || raw_tls_mb_per_s(size)).await??);
+        let r = tokio::task::spawn_blocking(move || raw_tls(size)).await??;
+        raw.push(r.mb_per_s);
+        if let Some(c) = r.cpu_s {
+            raw_cpu.push(c / (size as f64 / 1e9));
+        }
     }
     let receiver_rss = serve
         .0
@@ -295,6 +313,17 @@ async fn measure(args: &Args) -> anyhow::Result<Report> {
         ),
         Figure::from_samples("encrypt once into the outbox (sender)", "MB/s", &encrypt),
         Figure::from_samples("disk write + fsync, same size (bound)", "MB/s", &[disk]),
+        Figure::from_samples(
+            "sender CPU per GB sent (user + system)",
+            "s/GB",
+            &sender_cpu,
+        ),
+        Figure::from_samples(
+            "receiver CPU per GB received (user + system)",
+            "s/GB",
+            &receiver_cpu,
+        ),
+        Figure::from_samples("raw TLS CPU per GB, both ends (same run)", "s/GB", &raw_cpu),
         Figure::from_samples("sender peak RSS (VmHWM)", "MiB", &sender_rss)
             .target(super::Target::at_most(64.0, "≤ 64 MiB").on(super::Stat::Max)),
         Figure::from_samples(

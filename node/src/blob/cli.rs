@@ -132,6 +132,8 @@ pub struct SentTo {
     pub transfer_s: f64,
     /// Ciphertext MB/s over `transfer_s`.
     pub mb_per_s: f64,
+    /// CPU seconds (user + system) this process used over `transfer_s`, when known.
+    pub cpu_s: Option<f64>,
     /// The receipt's time (receiver's clock, unix ms).
     pub received_ms: i64,
 }
@@ -347,8 +349,12 @@ pub async fn send(dir: &NodeDir, args: &SendArgs) -> Result<SendResult, BlobCliE
             stop_after_chunks: None,
         };
         let t = Instant::now();
+        let cpu = super::rawtls::cpu_seconds(None);
         let r = send_to(node, party, &out, &opts, args.attempts).await?;
         let secs = t.elapsed().as_secs_f64();
+        let cpu_s = super::rawtls::cpu_seconds(None)
+            .zip(cpu)
+            .map(|(a, b)| a - b);
         recipients.push(SentTo {
             name: n.clone(),
             resumed_from: r.resumed_from,
@@ -356,6 +362,7 @@ pub async fn send(dir: &NodeDir, args: &SendArgs) -> Result<SendResult, BlobCliE
             bytes_sent: r.bytes_sent,
             transfer_s: secs,
             mb_per_s: r.bytes_sent as f64 / 1e6 / secs.max(1e-9),
+            cpu_s,
             received_ms: r.receipt.received_ms,
         });
     }

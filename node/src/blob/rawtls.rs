@@ -1,7 +1,7 @@
 //! The raw TLS baseline of `caucus bench blob`: one tokio-rustls connection on loopback (TLS 1.3,
 //! aws-lc-rs, a throwaway self-signed certificate) carrying `bytes` in 64 KiB writes, sender and
 //! receiver in two threads of this process, timed until the receiver has read the last byte.
-//! Also the peak-RSS probe used for every process of the benchmark.
+//! Also the peak-RSS and CPU-time probes used for every process of the benchmark.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,11 +12,28 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// Throughput in MB/s (10^6 bytes per second) of `bytes` over one loopback TLS connection.
 pub fn raw_tls_mb_per_s(bytes: u64) -> anyhow::Result<f64> {
+    Ok(raw_tls(bytes)?.mb_per_s)
+}
+
+/// What one raw TLS run measured.
+#[derive(Clone, Copy, Debug)]
+pub struct RawTls {
+    /// Throughput, MB/s (10^6 bytes per second).
+    pub mb_per_s: f64,
+    /// CPU seconds (user + system) this process used over the run, both ends together.
+    pub cpu_s: Option<f64>,
+}
+
+/// [`raw_tls_mb_per_s`], with the CPU time both ends used.
+pub fn raw_tls(bytes: u64) -> anyhow::Result<RawTls> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(run(bytes))
+    let before = cpu_seconds(None);
+    let mb_per_s = rt.block_on(run(bytes))?;
+    let cpu_s = cpu_seconds(None).zip(before).map(|(a, b)| a - b);
+    Ok(RawTls { mb_per_s, cpu_s })
 }
 
 async fn run(bytes: u64) -> anyhow::Result<f64> {
@@ -84,15 +101,41 @@ pub fn peak_rss_kib(pid: Option<u32>) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// CPU seconds (user + system, every thread, living or ended) used so far by process `pid`
+/// (or `self`), from `/proc/<pid>/stat`; clock-tick resolution (10 ms).
+pub fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
+    let p = match pid {
+        Some(p) => format!("/proc/{p}/stat"),
+        None => "/proc/self/stat".to_string(),
+    };
+    let s = std::fs::read_to_string(p).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count from its end.
+    let rest = &s[s.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 14 (utime) and 15 (stime), numbered from 1 over the whole line; `rest` starts at 3.
+    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // In USER_HZ ticks, which Linux fixes at 100 for user space on every architecture we build.
+    Some(ticks as f64 / 100.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn raw_tls_moves_the_bytes_and_rss_is_read() {
-        let mb = raw_tls_mb_per_s(4 << 20).expect("raw tls");
-        assert!(mb > 0.0);
+        let r = raw_tls(64 << 20).expect("raw tls");
+        assert!(r.mb_per_s > 0.0);
+        // Encrypting and decrypting 64 MiB takes some CPU, and less than the wall time allows.
+        let cpu = r.cpu_s.expect("cpu time");
+        let wall = 64.0 * 1.048576 / r.mb_per_s;
+        assert!(
+            cpu > 0.0 && cpu <= 3.0 * wall + 0.05,
+            "cpu {cpu} s, wall {wall} s"
+        );
         assert!(peak_rss_kib(None).is_some_and(|k| k > 0));
         assert!(peak_rss_kib(Some(u32::MAX)).is_none());
+        assert!(cpu_seconds(Some(u32::MAX)).is_none());
+        assert!(cpu_seconds(Some(std::process::id())).is_some());
     }
 }
