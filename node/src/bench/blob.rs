@@ -6,7 +6,10 @@
 //! (it fsyncs every blob before its receipt). Each run starts `caucus blob send --to bob FILE` as
 //! another child process (the sender `alice`), which encrypts the file once into its outbox, then
 //! transfers it and waits for the receipt; it reports its own timings and peak RSS. The
-//! receiver's peak RSS is read from `/proc/<pid>/status` (`VmHWM`) after the runs.
+//! receiver's peak RSS is read from `/proc/<pid>/status` (`VmHWM`) after the runs. CPU time
+//! (user + system) per GB is reported for the sender (its own, over the transfer), the receiver
+//! (`/proc/<pid>/stat` before and after each send) and the raw TLS run: on a noisy VM it moves
+//! far less than MB/s, so compare builds by it.
 //!
 //! In the same run, for comparison: raw tokio-rustls throughput on one loopback connection (no
 //! framing, no files, both ends in this process) and the disk's own write+fsync throughput for the
