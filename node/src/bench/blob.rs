@@ -28,7 +28,7 @@ use tokio::io::AsyncBufReadExt;
 
 use super::{Figure, Report, machine};
 use crate::blob::direct::AppendFile;
-use crate::blob::rawtls::{cpu_seconds, peak_rss_kib, raw_tls};
+use crate::blob::rawtls::{cpu_seconds, cpu_since, peak_rss_kib, raw_tls};
 use crate::commands::enroll::{EnrollOptions, enroll};
 use crate::commands::init::init;
 use crate::config::NodeDir;
@@ -238,7 +238,7 @@ async fn measure(args: &Args) -> anyhow::Result<Report> {
         let wall = t.elapsed().as_secs_f64();
         // The receiver is idle while the sender encrypts: its CPU over the whole command is
         // the transfer's.
-        let receiver_after = serve_pid.and_then(|p| cpu_seconds(Some(p)));
+        let receiver_cpu_s = serve_pid.and_then(|p| cpu_since(Some(p), receiver_before));
         if !out.status.success() {
             bail!("caucus blob send failed");
         }
@@ -254,8 +254,8 @@ async fn measure(args: &Args) -> anyhow::Result<Report> {
         if let Some(c) = r["cpu_s"].as_f64() {
             sender_cpu.push(c / gb);
         }
-        if let (Some(a), Some(b)) = (receiver_after, receiver_before) {
-            receiver_cpu.push((a - b) / gb);
+        if let Some(c) = receiver_cpu_s {
+            receiver_cpu.push(c / gb);
         }
         end_to_end.push(size as f64 / 1e6 / wall);
         let enc = v["encrypt_s"].as_f64().unwrap_or(f64::NAN);

@@ -352,9 +352,7 @@ pub async fn send(dir: &NodeDir, args: &SendArgs) -> Result<SendResult, BlobCliE
         let cpu = super::rawtls::cpu_seconds(None);
         let r = send_to(node, party, &out, &opts, args.attempts).await?;
         let secs = t.elapsed().as_secs_f64();
-        let cpu_s = super::rawtls::cpu_seconds(None)
-            .zip(cpu)
-            .map(|(a, b)| a - b);
+        let cpu_s = super::rawtls::cpu_since(None, cpu);
         recipients.push(SentTo {
             name: n.clone(),
             resumed_from: r.resumed_from,

@@ -32,7 +32,7 @@ pub fn raw_tls(bytes: u64) -> anyhow::Result<RawTls> {
         .build()?;
     let before = cpu_seconds(None);
     let mb_per_s = rt.block_on(run(bytes))?;
-    let cpu_s = cpu_seconds(None).zip(before).map(|(a, b)| a - b);
+    let cpu_s = cpu_since(None, before);
     Ok(RawTls { mb_per_s, cpu_s })
 }
 
@@ -118,6 +118,11 @@ pub fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
     Some(ticks as f64 / 100.0)
 }
 
+/// CPU seconds process `pid` (or `self`) used since an earlier [`cpu_seconds`] reading.
+pub fn cpu_since(pid: Option<u32>, before: Option<f64>) -> Option<f64> {
+    Some(cpu_seconds(pid)? - before?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,5 +142,7 @@ mod tests {
         assert!(peak_rss_kib(Some(u32::MAX)).is_none());
         assert!(cpu_seconds(Some(u32::MAX)).is_none());
         assert!(cpu_seconds(Some(std::process::id())).is_some());
+        assert!(cpu_since(None, None).is_none());
+        assert!(cpu_since(None, cpu_seconds(None)).is_some_and(|d| d >= 0.0));
     }
 }
