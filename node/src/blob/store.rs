@@ -46,8 +46,9 @@ pub const DEFAULT_MAX_BLOB: u64 = 8 << 30;
 pub const DEFAULT_MAX_INBOX: u64 = 32 << 30;
 /// Default age after which an untouched partial is deleted: 24 h.
 pub const DEFAULT_PARTIAL_TTL_MS: i64 = 24 * 3600 * 1000;
-/// Default ciphertext bytes between two durable checkpoints of a transfer: 16 MiB.
-pub const DEFAULT_SYNC_EVERY: u64 = 16 << 20;
+/// Default ciphertext bytes between two durable checkpoints of a transfer: 64 MiB (each costs an
+/// fdatasync and an index commit, both off the chunk path; a resume re-sends at most this much).
+pub const DEFAULT_SYNC_EVERY: u64 = 64 << 20;
 
 /// Receiver limits and durability settings.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -658,7 +659,7 @@ impl BlobStore {
         // Pass 2: encrypt.
         let (enc_path, json_path) = self.outbox_paths(&header.blob_id);
         f.seek(SeekFrom::Start(0)).map_err(io_at(input))?;
-        let mut out = AppendFile::create_new(&enc_path, 0o600).map_err(io_at(&enc_path))?;
+        let mut out = AppendFile::create_new_cached(&enc_path, 0o600).map_err(io_at(&enc_path))?;
         let result = (|| {
             let layout = header.layout();
             let mut pt = Zeroizing::new(vec![0u8; chunk_size as usize]);
@@ -793,8 +794,9 @@ pub struct Incoming {
     next: u64,
     hasher: digest::Context,
     unsynced: u64,
-    /// A background fsync and the chunk count it makes durable.
-    syncing: Option<(u64, std::thread::JoinHandle<io::Result<()>>)>,
+    /// A background checkpoint: an fsync, then the index record of the chunk count it made
+    /// durable.
+    syncing: Option<std::thread::JoinHandle<Result<(), StoreError>>>,
     pt: Zeroizing<Vec<u8>>,
     finished: bool,
 }
@@ -843,11 +845,11 @@ impl Incoming {
         Ok(())
     }
 
-    /// Starts an fsync of what was written so far on a helper thread, so the disk flushes while
-    /// chunks keep arriving; its chunk count is recorded in the index once it completed (at the
-    /// next checkpoint). While one is still running no other starts.
+    /// Starts a checkpoint on a helper thread: an fsync of what was written so far, then the
+    /// index record of the chunk count it made durable, so neither the disk flush nor the index
+    /// commit holds up the chunks still arriving. While one is still running no other starts.
     fn background_checkpoint(&mut self) -> Result<(), StoreError> {
-        if self.syncing.as_ref().is_some_and(|(_, h)| !h.is_finished()) {
+        if self.syncing.as_ref().is_some_and(|h| !h.is_finished()) {
             return Ok(());
         }
         self.collect_sync()?;
@@ -855,36 +857,41 @@ impl Incoming {
         self.unsynced = 0;
         // Only whole chunks are ever appended, so a sync of everything appended covers `next`.
         debug_assert_eq!(pending.target(), chunk_offset(&self.header, self.next));
-        self.syncing = Some((
-            self.next,
-            std::thread::spawn(move || pending.wait().map(drop)),
-        ));
+        let record = self.partial_entry(self.next, now_ms());
+        let store = self.store.clone();
+        let id = self.header.blob_id;
+        let path = self.path.clone();
+        self.syncing = Some(std::thread::spawn(move || {
+            pending.wait().map_err(io_at(&path))?;
+            store.put_partial(&id, &record)
+        }));
         Ok(())
     }
 
-    /// Waits for the background fsync, if any, and records its chunk count.
+    /// Waits for the background checkpoint, if any, and returns its outcome.
     fn collect_sync(&mut self) -> Result<(), StoreError> {
-        if let Some((covered, h)) = self.syncing.take() {
-            h.join()
-                .map_err(|_| StoreError::Io {
-                    path: self.path.clone(),
-                    message: "fsync thread panicked".into(),
-                })?
-                .map_err(io_at(&self.path))?;
-            self.record(covered, now_ms())?;
+        match self.syncing.take() {
+            Some(h) => h.join().map_err(|_| StoreError::Io {
+                path: self.path.clone(),
+                message: "checkpoint thread panicked".into(),
+            })?,
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    fn partial_entry(&self, durable_chunks: u64, now: i64) -> PartialEntry {
+        PartialEntry {
+            header: self.header.clone(),
+            sender_name: self.sender_name.clone(),
+            durable_chunks,
+            updated_ms: now,
+        }
     }
 
     fn record(&self, durable_chunks: u64, now: i64) -> Result<(), StoreError> {
         self.store.put_partial(
             &self.header.blob_id,
-            &PartialEntry {
-                header: self.header.clone(),
-                sender_name: self.sender_name.clone(),
-                durable_chunks,
-                updated_ms: now,
-            },
+            &self.partial_entry(durable_chunks, now),
         )
     }
 
@@ -927,14 +934,7 @@ impl Incoming {
         if ctx.finish().as_ref() != self.header.sha256 {
             return Err(BlobError::DigestMismatch.into());
         }
-        if let Some((_, h)) = self.syncing.take() {
-            h.join()
-                .map_err(|_| StoreError::Io {
-                    path: self.path.clone(),
-                    message: "fsync thread panicked".into(),
-                })?
-                .map_err(io_at(&self.path))?;
-        }
+        self.collect_sync()?;
         self.file.finish().map_err(io_at(&self.path))?;
         let id = self.header.blob_id;
         let dest = self.store.blob_path(&id);
@@ -983,6 +983,8 @@ impl Incoming {
     }
 
     fn discard(&mut self) {
+        // A checkpoint still running would record the partial again after its removal.
+        let _ = self.collect_sync();
         self.finished = true;
         self.store.remove_partial(&self.header.blob_id);
     }
@@ -990,6 +992,8 @@ impl Incoming {
 
 impl Drop for Incoming {
     fn drop(&mut self) {
+        // A running checkpoint finishes (and records) before another transfer may begin.
+        let _ = self.collect_sync();
         self.store.release(&self.header.blob_id);
     }
 }
@@ -1141,10 +1145,15 @@ mod tests {
         for (i, c) in chunks.iter().enumerate().take(5) {
             inc.push_chunk(i as u64, c).expect("chunk");
         }
-        // The fsync started after chunk 3 is recorded at the next checkpoint (after chunk 6).
+        // Chunks 0..3 were checkpointed in the background after chunk 2 (fsync, then the index
+        // record); chunk 4 is written but not yet durable.
         std::thread::sleep(std::time::Duration::from_millis(200));
-        inc.push_chunk(5, &chunks[5]).expect("chunk");
-        // Dropped without suspend (a crash): the last recorded checkpoint (3 chunks) stands.
+        assert_eq!(
+            fx.receiver.partials().expect("p"),
+            vec![(out.header.blob_id, 3)]
+        );
+        // Dropped without suspend (the connection task died): the last checkpoint stands, and
+        // chunk 4, never checkpointed, is sent again.
         drop(inc);
         assert!(fx.receiver.list().expect("list").is_empty());
         assert_eq!(

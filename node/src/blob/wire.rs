@@ -327,7 +327,8 @@ fn read_chunks(
             message: "outbox file has the wrong length".into(),
         });
     }
-    let mut r = SequentialReader::open(path, super::store::chunk_offset(h, from)).map_err(io)?;
+    let mut r =
+        SequentialReader::open_cached(path, super::store::chunk_offset(h, from)).map_err(io)?;
     let layout = h.layout();
     for i in from..layout.count() {
         let n = layout.cipher_len(i).unwrap_or(0);
