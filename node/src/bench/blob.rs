@@ -11,10 +11,10 @@
 //! (`/proc/<pid>/stat` before and after each send) and the raw TLS run: on a noisy VM it moves
 //! far less than MB/s, so compare builds by it.
 //!
-//! In the same run, for comparison: raw tokio-rustls throughput on one loopback connection (no
-//! framing, no files, both ends in this process) and the disk's own write+fsync throughput for the
-//! same size, written as the receiver writes (the receipt waits for the fsync, so the disk bounds
-//! the transfer).
+//! After each transfer, for comparison: raw tokio-rustls throughput on one loopback connection
+//! (no framing, no files, both ends in this process) and the disk's own write+fsync throughput
+//! for the same size, written as the receiver writes (the receipt waits for the fsync, so the
+//! disk bounds the transfer); each with the transfer's share of it, run by run.
 
 use std::io::Write;
 use std::path::Path;
@@ -219,6 +219,7 @@ async fn measure(args: &Args) -> anyhow::Result<Report> {
     let mut encrypt = Vec::new();
     let mut sender_rss = Vec::new();
     let mut raw = Vec::new();
+    let mut disk = Vec::new();
     // CPU seconds per GB (10^9 bytes) moved: sender, receiver, and raw TLS (both ends).
     let (mut sender_cpu, mut receiver_cpu, mut raw_cpu) = (Vec::new(), Vec::new(), Vec::new());
     let serve_pid = serve.0.id();
@@ -268,16 +269,18 @@ async fn measure(args: &Args) -> anyhow::Result<Report> {
         if let Some(c) = r.cpu_s {
             raw_cpu.push(c / (size as f64 / 1e9));
         }
+        // The disk the receiver fsyncs to, in the same run: on a shared virtual disk its speed
+        // drifts between runs as much as the transfer's.
+        let d = tmp.path().to_path_buf();
+        disk.push(
+            tokio::task::spawn_blocking(move || disk_mb_per_s(&d, size.min(1 << 30))).await??,
+        );
     }
     let receiver_rss = serve
         .0
         .id()
         .and_then(|pid| peak_rss_kib(Some(pid)))
         .map(|k| k as f64 / 1024.0);
-    let disk = {
-        let d = tmp.path().to_path_buf();
-        tokio::task::spawn_blocking(move || disk_mb_per_s(&d, size.min(1 << 30))).await??
-    };
     if let Some(pid) = serve.0.id() {
         let _ = std::process::Command::new("kill")
             .arg("-TERM")
@@ -295,6 +298,13 @@ async fn measure(args: &Args) -> anyhow::Result<Report> {
         .iter()
         .zip(&raw)
         .map(|(b, r)| 100.0 * b / r)
+        .collect();
+    // Per run: the blob transfer as a share of the disk's write + fsync speed (the receipt
+    // waits for the fsync, so the disk bounds the transfer).
+    let disk_shares: Vec<f64> = transfer
+        .iter()
+        .zip(&disk)
+        .map(|(b, d)| 100.0 * b / d)
         .collect();
     let figures = vec![
         t.clone()
@@ -315,7 +325,8 @@ async fn measure(args: &Args) -> anyhow::Result<Report> {
             &end_to_end,
         ),
         Figure::from_samples("encrypt once into the outbox (sender)", "MB/s", &encrypt),
-        Figure::from_samples("disk write + fsync, same size (bound)", "MB/s", &[disk]),
+        Figure::from_samples("disk write + fsync, same size (bound)", "MB/s", &disk),
+        Figure::from_samples("blob transfer / disk bound (same run)", "%", &disk_shares),
         Figure::from_samples(
             "sender CPU per GB sent (user + system)",
             "s/GB",
