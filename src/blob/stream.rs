@@ -243,6 +243,28 @@ impl StreamKey {
         Ok(())
     }
 
+    /// Seals one chunk in place: `buf` holds the plaintext followed by [`TAG_LEN`] bytes of room,
+    /// and ends up holding the chunk's ciphertext (the same bytes as
+    /// [`encrypt_chunk`](Self::encrypt_chunk)), so a sender can lay a batch of chunks out as
+    /// they go to disk and seal them where they lie. Errors if `buf` is shorter than a tag.
+    pub fn encrypt_chunk_in_place(
+        &self,
+        index: u64,
+        last: bool,
+        buf: &mut [u8],
+    ) -> Result<(), BlobError> {
+        let Some(body_len) = buf.len().checked_sub(TAG_LEN) else {
+            return Err(BlobError::Crypto);
+        };
+        let (body, tag_room) = buf.split_at_mut(body_len);
+        let tag = self
+            .cipher
+            .encrypt_inout_detached(&Self::nonce(index, last), &self.aad, body.into())
+            .map_err(|_| BlobError::Crypto)?;
+        tag_room.copy_from_slice(&tag);
+        Ok(())
+    }
+
     /// Opens one chunk into `out` (cleared first; its allocation is reused) without copying the
     /// ciphertext first: AES-GCM runs from `ciphertext` straight into `out`. Any failure is
     /// [`BlobError::DecryptionFailed`] and leaves `out` empty (no unauthenticated plaintext).
@@ -794,6 +816,11 @@ mod tests {
             key.encrypt_chunk_into(i as u64, last, piece, &mut ct)
                 .expect("enc");
             assert_eq!(ct, key.encrypt_chunk(i as u64, last, piece).expect("enc"));
+            let mut in_place = piece.to_vec();
+            in_place.extend_from_slice(&[0xee; TAG_LEN]);
+            key.encrypt_chunk_in_place(i as u64, last, &mut in_place)
+                .expect("in place");
+            assert_eq!(in_place, ct);
             key.open_chunk_into(i as u64, &ct, &mut pt).expect("open");
             assert_eq!(pt, piece);
         }
@@ -803,6 +830,10 @@ mod tests {
             Err(BlobError::DecryptionFailed)
         );
         assert!(pt.is_empty(), "no unauthenticated plaintext is left");
+        assert_eq!(
+            key.encrypt_chunk_in_place(0, false, &mut [0; TAG_LEN - 1]),
+            Err(BlobError::Crypto)
+        );
         assert_eq!(
             key.decrypt_chunk_into(0, false, &[0; 15], &mut pt),
             Err(BlobError::DecryptionFailed)
