@@ -733,7 +733,6 @@ impl BlobStore {
     }
 }
 
-/// Writes `bytes` to `path` atomically and durably (0600): [`crate::config::write_atomic`].
 /// Plaintext per batch the sender seals at once ([`BlobStore::encrypt_to_outbox`]).
 const SEAL_BATCH_BYTES: usize = 2 << 20;
 
@@ -790,6 +789,7 @@ fn seal_batch(
     })
 }
 
+/// Writes `bytes` to `path` atomically and durably (0600): [`crate::config::write_atomic`].
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     crate::config::write_atomic(path, bytes, 0o600).map_err(|e| match e {
         crate::config::ConfigError::Io { path, source } => StoreError::Io {
