@@ -670,6 +670,8 @@ impl BlobStore {
             let slot = chunk_size as usize + TAG_LEN;
             let per_batch = (SEAL_BATCH_BYTES / slot).max(1) as u64;
             let mut batch = Zeroizing::new(vec![0u8; per_batch as usize * slot]);
+            // Asked once: on Linux the answer reads cgroup files.
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
             let mut first = 0u64;
             while first < count {
                 let end = (first + per_batch).min(count);
@@ -684,7 +686,7 @@ impl BlobStore {
                     })?;
                     used += len + TAG_LEN;
                 }
-                seal_batch(&key, first..end, &mut batch[..used])?;
+                seal_batch(&key, first..end, &mut batch[..used], threads)?;
                 out.write_all(&batch[..used]).map_err(io_at(&enc_path))?;
                 first = end;
             }
@@ -737,12 +739,13 @@ impl BlobStore {
 const SEAL_BATCH_BYTES: usize = 2 << 20;
 
 /// Seals chunks `indices` of a blob, laid out back to back in `buf` (each its plaintext
-/// followed by [`TAG_LEN`] bytes of room), in place: on up to four threads when there are
-/// several chunks and cores, one contiguous run of chunks each.
+/// followed by [`TAG_LEN`] bytes of room), in place: on `threads` threads (the caller's among
+/// them) when there are several chunks, one contiguous run of chunks each.
 fn seal_batch(
     key: &StreamKey,
     indices: std::ops::Range<u64>,
     buf: &mut [u8],
+    threads: usize,
 ) -> Result<(), BlobError> {
     let layout = key.layout();
     let seal_run = |run: std::ops::Range<u64>, mut buf: &mut [u8]| -> Result<(), BlobError> {
@@ -755,9 +758,7 @@ fn seal_batch(
         Ok(())
     };
     let chunks = indices.end - indices.start;
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(4) as u64;
+    let threads = threads as u64;
     if chunks < 2 || threads < 2 {
         return seal_run(indices, buf);
     }
@@ -1156,6 +1157,56 @@ mod tests {
             Begin::Receive(i) => i,
             Begin::AlreadyReceived(_) => panic!("already received"),
         }
+    }
+
+    #[test]
+    fn seal_batch_on_any_thread_count_matches_chunk_by_chunk_sealing() {
+        let [a, b, _] = keys();
+        let mut rng = ChaCha20Rng::seed_from_u64(31);
+        let cs = 1024u32;
+        // 7 chunks, the last one short.
+        let data = content(6 * cs as usize + 123);
+        let mut sha = [0u8; 32];
+        sha.copy_from_slice(digest::digest(&digest::SHA256, &data).as_ref());
+        let (header, file_key) = BlobHeader::build(
+            "x",
+            data.len() as u64,
+            sha,
+            a.public_key().party_id(),
+            &[b.public_key().clone()],
+            cs,
+            NOW,
+            &mut rng,
+        )
+        .expect("header");
+        let key = StreamKey::new(&file_key, &header).expect("key");
+        let layout = header.layout();
+        let count = layout.count();
+        assert_eq!(count, 7);
+        let mut want = Vec::new();
+        let mut laid_out = Vec::new();
+        for (i, piece) in data.chunks(cs as usize).enumerate() {
+            let i = i as u64;
+            want.extend(
+                key.encrypt_chunk(i, layout.is_last(i), piece)
+                    .expect("seal"),
+            );
+            laid_out.extend_from_slice(piece);
+            laid_out.extend_from_slice(&[0u8; TAG_LEN]);
+        }
+        for threads in [1, 2, 3, 4, 9] {
+            let mut buf = laid_out.clone();
+            seal_batch(&key, 0..count, &mut buf, threads).expect("seal batch");
+            assert_eq!(buf, want, "{threads} threads");
+        }
+        // A batch from the middle of the blob seals with its own indices.
+        let (c0, c1) = (
+            chunk_offset(&header, 2) as usize,
+            chunk_offset(&header, 5) as usize,
+        );
+        let mut mid = laid_out[c0..c1].to_vec();
+        seal_batch(&key, 2..5, &mut mid, 2).expect("seal batch");
+        assert_eq!(mid, &want[c0..c1]);
     }
 
     #[test]
