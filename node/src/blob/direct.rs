@@ -1,5 +1,4 @@
-//! Blob ciphertext files: an append-only writer ([`AppendFile`], inbox partials and outbox files)
-//! and a sequential reader ([`SequentialReader`], the outbox on its way out).
+//! Blob ciphertext files: an append-only writer ([`AppendFile`], inbox partials and outbox files).
 //!
 //! Writing a gigabyte through the page cache costs a fresh page per 4 KiB (allocation, memory
 //! accounting, a copy into memory the machine has not touched yet) and then writeback of all of
@@ -7,13 +6,14 @@
 //! takes with direct I/O (`dd ... oflag=direct`: 1.0 GB/s against 350–560 MB/s buffered). So the
 //! receiver's [`AppendFile`] gathers appends into aligned 4 MiB buffers and writes each with
 //! `O_DIRECT` from a dedicated I/O thread, while the caller goes on filling the next buffer. A
-//! file system that refuses `O_DIRECT` (at open, or with `EINVAL` on the first write or read)
+//! file system that refuses `O_DIRECT` (at open, or with `EINVAL` on the first write)
 //! gets the same I/O through the page cache instead; nothing else changes.
 //!
-//! The sender's outbox is the exception ([`AppendFile::create_new_cached`],
-//! [`SequentialReader::open_cached`]): it is written just before it is sent, so writing it through
-//! the page cache (and fsyncing it) leaves it in memory for the transfer that follows, which then
-//! does not compete with the receiver for the disk. On one virtual disk a direct read of 1 GiB
+//! The sender's outbox is the exception ([`AppendFile::create_new_cached`]): it is written just
+//! before it is sent, so writing it through the page cache (and fsyncing it) leaves it in memory
+//! for the transfer that follows, which reads each chunk straight into its frame with one `pread`
+//! (the kernel's read-ahead covers a file that is no longer cached) and does not compete with the
+//! receiver for the disk. On one virtual disk a direct read of 1 GiB
 //! beside a direct write of 1 GiB left each at 184–215 MB/s.
 //!
 //! Durability is the caller's: [`AppendFile::sync`] waits for the queued writes and fdatasyncs,
@@ -37,9 +37,6 @@ pub const ALIGN: usize = 4096;
 /// streaming: on the project's machines 4 MiB writes took a gigabyte 10–20 % faster than 1 MiB
 /// writes while both CPUs were loaded.
 pub const BUF_LEN: usize = 4 << 20;
-
-/// Bytes per read-ahead buffer of a [`SequentialReader`].
-pub const READ_LEN: usize = 1 << 20;
 
 /// Buffers per file: one being filled, the others queued for or in the I/O thread.
 const BUFFERS: usize = 3;
@@ -522,172 +519,6 @@ impl PendingSync {
     }
 }
 
-/// Reads a file sequentially from an offset on a read-ahead thread, with aligned direct reads
-/// ([`SequentialReader::open`]; buffered where the file system does not support direct I/O) or
-/// through the page cache ([`SequentialReader::open_cached`], for a file likely still cached).
-pub struct SequentialReader {
-    /// Filled buffers from the read-ahead thread: (buffer, valid bytes) or the error that
-    /// stopped it.
-    filled: Receiver<io::Result<(AlignedBuf, usize)>>,
-    /// Empty buffers going back to the thread.
-    empty: Option<SyncSender<AlignedBuf>>,
-    current: Option<(AlignedBuf, usize)>,
-    pos: usize,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl std::fmt::Debug for SequentialReader {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SequentialReader").finish_non_exhaustive()
-    }
-}
-
-fn read_ahead(
-    file: File,
-    path: PathBuf,
-    mut direct: bool,
-    mut at: u64,
-    empty: Receiver<AlignedBuf>,
-    filled: SyncSender<io::Result<(AlignedBuf, usize)>>,
-) {
-    let mut file = file;
-    for mut buf in empty {
-        let mut n = 0;
-        let r = loop {
-            match file.read_at(&mut buf.bytes_mut()[n..], at + n as u64) {
-                Ok(0) => break Ok(()),
-                Ok(k) => {
-                    n += k;
-                    // Direct reads return whole blocks (short only at the end of the file).
-                    if n == READ_LEN || (direct && n % ALIGN != 0) {
-                        break Ok(());
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if direct && n == 0 && e.raw_os_error() == Some(EINVAL) => {
-                    match File::open(&path) {
-                        Ok(f) => {
-                            file = f;
-                            direct = false;
-                        }
-                        Err(e) => break Err(e),
-                    }
-                }
-                Err(e) => break Err(e),
-            }
-        };
-        at += n as u64;
-        let end = r.is_err() || n == 0;
-        if filled.send(r.map(|()| (buf, n))).is_err() || end {
-            return;
-        }
-    }
-}
-
-impl SequentialReader {
-    /// Opens `path` for reading from byte `offset` on.
-    pub fn open(path: &Path, offset: u64) -> io::Result<Self> {
-        Self::open_with(path, offset, true)
-    }
-
-    /// Like [`SequentialReader::open`] but through the page cache (and its read-ahead), for a
-    /// file written moments ago through it.
-    pub fn open_cached(path: &Path, offset: u64) -> io::Result<Self> {
-        Self::open_with(path, offset, false)
-    }
-
-    fn open_with(path: &Path, offset: u64, try_direct: bool) -> io::Result<Self> {
-        let mut o = OpenOptions::new();
-        o.read(true);
-        if try_direct {
-            o.custom_flags(libc::O_DIRECT);
-        }
-        let (file, direct) = match o.open(path) {
-            Ok(f) => (f, try_direct),
-            Err(e) if e.raw_os_error() == Some(EINVAL) => (File::open(path)?, false),
-            Err(e) => return Err(e),
-        };
-        let start = if direct {
-            offset - offset % ALIGN as u64
-        } else {
-            offset
-        };
-        let (empty, empty_rx) = sync_channel::<AlignedBuf>(BUFFERS);
-        let (filled_tx, filled) = sync_channel(BUFFERS);
-        for _ in 0..BUFFERS {
-            let _ = empty.send(AlignedBuf::new(READ_LEN));
-        }
-        let path = path.to_path_buf();
-        let thread = std::thread::Builder::new()
-            .name("blob-read".into())
-            .spawn(move || read_ahead(file, path, direct, start, empty_rx, filled_tx))?;
-        let mut r = Self {
-            filled,
-            empty: Some(empty),
-            current: None,
-            pos: 0,
-            thread: Some(thread),
-        };
-        // Skip to `offset` within the first aligned block.
-        let mut skip = (offset - start) as usize;
-        let mut scratch = [0u8; 512];
-        while skip > 0 {
-            let n = skip.min(scratch.len());
-            r.read_exact(&mut scratch[..n])?;
-            skip -= n;
-        }
-        Ok(r)
-    }
-
-    /// Fills `out` with the next bytes; [`io::ErrorKind::UnexpectedEof`] if the file ends first.
-    pub fn read_exact(&mut self, mut out: &mut [u8]) -> io::Result<()> {
-        while !out.is_empty() {
-            if self
-                .current
-                .as_ref()
-                .is_none_or(|(_, len)| self.pos == *len)
-            {
-                if let Some((b, _)) = self.current.take()
-                    && let Some(tx) = &self.empty
-                {
-                    let _ = tx.send(b);
-                }
-                match self.filled.recv() {
-                    Ok(Ok((_, 0))) | Err(_) => {
-                        return Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "file ended early",
-                        ));
-                    }
-                    Ok(Ok(c)) => {
-                        self.current = Some(c);
-                        self.pos = 0;
-                    }
-                    Ok(Err(e)) => return Err(e),
-                }
-            }
-            if let Some((b, len)) = &self.current {
-                let n = out.len().min(len - self.pos);
-                out[..n].copy_from_slice(&b.bytes()[self.pos..self.pos + n]);
-                self.pos += n;
-                out = &mut out[n..];
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Drop for SequentialReader {
-    fn drop(&mut self) {
-        // The thread never blocks handing over a buffer (the channel holds all of them): closing
-        // the channel of empty ones stops it after its current read.
-        drop(self.empty.take());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -865,7 +696,7 @@ mod tests {
     }
 
     #[test]
-    fn the_cached_outbox_pair_goes_through_the_page_cache_and_round_trips() {
+    fn the_cached_outbox_is_private_goes_through_the_page_cache_and_reads_back_at_any_offset() {
         let dir = tempfile::tempdir().expect("tmp");
         let p = dir.path().join("outbox");
         let a = pattern(2 * BUF_LEN + 65_552 + 3, 8);
@@ -877,48 +708,11 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&p).expect("meta").permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        for from in [0usize, 1, 65_552, READ_LEN + 7, a.len()] {
-            let mut r = SequentialReader::open_cached(&p, from as u64).expect("open");
-            let mut got = vec![0u8; a.len() - from];
-            r.read_exact(&mut got).expect("read");
-            assert_eq!(got, &a[from..], "from {from}");
-            let mut more = [0u8; 1];
-            assert_eq!(
-                r.read_exact(&mut more).expect_err("eof").kind(),
-                io::ErrorKind::UnexpectedEof
-            );
+        let file = File::open(&p).expect("open");
+        for from in [0usize, 1, 65_552, BUF_LEN + 7, a.len() - 65_552] {
+            let mut got = vec![0u8; 65_552.min(a.len() - from)];
+            file.read_exact_at(&mut got, from as u64).expect("read");
+            assert_eq!(got, &a[from..from + got.len()], "from {from}");
         }
-    }
-
-    #[test]
-    fn sequential_reads_from_any_offset_match_the_file() {
-        for direct in MODES {
-            sequential_reads(direct);
-        }
-    }
-
-    fn sequential_reads(direct: bool) {
-        let dir = tempfile::tempdir().expect("tmp");
-        let p = dir.path().join("f");
-        let a = pattern(3 * BUF_LEN + 4321, 6);
-        std::fs::write(&p, &a).expect("write");
-        for from in [0usize, 1, 4095, 4096, 65_552 * 3, BUF_LEN + 5, a.len()] {
-            let mut r = SequentialReader::open_with(&p, from as u64, direct).expect("open");
-            let mut got = vec![0u8; a.len() - from];
-            for piece in got.chunks_mut(65_552) {
-                r.read_exact(piece).expect("read");
-            }
-            assert_eq!(got, a[from..], "from {from}");
-            let mut one = [0u8; 1];
-            assert_eq!(
-                r.read_exact(&mut one).expect_err("at the end").kind(),
-                io::ErrorKind::UnexpectedEof
-            );
-        }
-        // Dropped early, with read-ahead still running.
-        let mut r = SequentialReader::open_with(&p, 0, direct).expect("open");
-        let mut x = [0u8; 10];
-        r.read_exact(&mut x).expect("read");
-        drop(r);
     }
 }
