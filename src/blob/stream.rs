@@ -276,39 +276,21 @@ impl StreamKey {
         out: &mut Vec<u8>,
     ) -> Result<(), BlobError> {
         out.clear();
-        self.decrypt_chunk_append(index, last, ciphertext, out)
-    }
-
-    /// Like [`decrypt_chunk_into`](Self::decrypt_chunk_into) but appends the plaintext to what
-    /// `out` holds (several chunks' plaintext can be gathered in one buffer). On failure `out`
-    /// is back at its old length and the bytes written past it are zeroed.
-    pub fn decrypt_chunk_append(
-        &self,
-        index: u64,
-        last: bool,
-        ciphertext: &[u8],
-        out: &mut Vec<u8>,
-    ) -> Result<(), BlobError> {
         let Some(body_len) = ciphertext.len().checked_sub(TAG_LEN) else {
             return Err(BlobError::DecryptionFailed);
         };
         let (body, tag) = ciphertext.split_at(body_len);
         let tag = aes_gcm::Tag::try_from(tag).map_err(|_| BlobError::DecryptionFailed)?;
-        let start = out.len();
-        out.resize(start + body_len, 0);
-        let opened = aes_gcm::aead::inout::InOutBuf::new(body, &mut out[start..])
-            .map_err(|_| aes_gcm::aead::Error)
-            .and_then(|inout| {
-                self.cipher.decrypt_inout_detached(
-                    &Self::nonce(index, last),
-                    &self.aad,
-                    inout,
-                    &tag,
-                )
-            });
-        if opened.is_err() {
-            out[start..].zeroize();
-            out.truncate(start);
+        out.resize(body_len, 0);
+        let inout = aes_gcm::aead::inout::InOutBuf::new(body, out.as_mut_slice())
+            .map_err(|_| BlobError::DecryptionFailed)?;
+        if self
+            .cipher
+            .decrypt_inout_detached(&Self::nonce(index, last), &self.aad, inout, &tag)
+            .is_err()
+        {
+            out.zeroize();
+            out.clear();
             return Err(BlobError::DecryptionFailed);
         }
         Ok(())
@@ -322,24 +304,6 @@ impl StreamKey {
         ciphertext: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), BlobError> {
-        out.clear();
-        self.open_chunk_append(index, ciphertext, out)
-    }
-
-    /// [`open_chunk`](Self::open_chunk), appending the plaintext to `out` (see
-    /// [`decrypt_chunk_append`](Self::decrypt_chunk_append)).
-    pub fn open_chunk_append(
-        &self,
-        index: u64,
-        ciphertext: &[u8],
-        out: &mut Vec<u8>,
-    ) -> Result<(), BlobError> {
-        self.check_chunk_len(index, ciphertext)?;
-        self.decrypt_chunk_append(index, self.layout.is_last(index), ciphertext, out)
-    }
-
-    /// Checks chunk `index` exists and `ciphertext` has the length the layout implies.
-    fn check_chunk_len(&self, index: u64, ciphertext: &[u8]) -> Result<(), BlobError> {
         let expected = self
             .layout
             .cipher_len(index)
@@ -351,14 +315,24 @@ impl StreamKey {
                 expected,
             });
         }
-        Ok(())
+        self.decrypt_chunk_into(index, self.layout.is_last(index), ciphertext, out)
     }
 
     /// Opens chunk `index` of this blob, checking it exists ([`BlobError::TrailingData`]
     /// otherwise) and has the length the layout implies ([`BlobError::BadChunkSize`]); the
     /// last-chunk flag follows from the index.
     pub fn open_chunk(&self, index: u64, ciphertext: &[u8]) -> Result<Vec<u8>, BlobError> {
-        self.check_chunk_len(index, ciphertext)?;
+        let expected = self
+            .layout
+            .cipher_len(index)
+            .ok_or(BlobError::TrailingData)?;
+        if ciphertext.len() != expected {
+            return Err(BlobError::BadChunkSize {
+                index,
+                len: ciphertext.len(),
+                expected,
+            });
+        }
         self.decrypt_chunk(index, self.layout.is_last(index), ciphertext)
     }
 }
@@ -872,39 +846,6 @@ mod tests {
             key.open_chunk_into(3, &ct, &mut pt),
             Err(BlobError::TrailingData)
         );
-    }
-
-    #[test]
-    fn append_variants_gather_chunks_and_keep_what_was_there_on_failure() {
-        let (h, k, data, _) = setup(2500, 1024);
-        let key = StreamKey::new(&k, &h).expect("key");
-        let cts: Vec<Vec<u8>> = data
-            .chunks(1024)
-            .enumerate()
-            .map(|(i, p)| key.encrypt_chunk(i as u64, i == 2, p).expect("enc"))
-            .collect();
-        let mut out = Vec::new();
-        for (i, ct) in cts.iter().enumerate() {
-            key.open_chunk_append(i as u64, ct, &mut out).expect("open");
-        }
-        assert_eq!(out, data, "three chunks gathered in one buffer");
-        let mut bad = cts[1].clone();
-        bad[3] ^= 1;
-        assert_eq!(
-            key.open_chunk_append(1, &bad, &mut out),
-            Err(BlobError::DecryptionFailed)
-        );
-        assert_eq!(out, data, "a failed append leaves the buffer as it was");
-        assert!(matches!(
-            key.open_chunk_append(0, &cts[2], &mut out),
-            Err(BlobError::BadChunkSize { index: 0, .. })
-        ));
-        assert_eq!(
-            key.decrypt_chunk_append(2, false, &cts[2], &mut out),
-            Err(BlobError::DecryptionFailed),
-            "the last-chunk flag is still checked"
-        );
-        assert_eq!(out, data);
     }
 
     #[test]

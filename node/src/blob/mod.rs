@@ -8,13 +8,10 @@
 //! - [`cli`]: `caucus blob send | list | get`.
 //! - [`direct`]: the append-only writer of inbox and outbox files (aligned `O_DIRECT` writes on an
 //!   I/O thread, so gigabytes do not go through the page cache).
-//! - [`hash`]: the receiver's SHA-256 of the plaintext, on a thread of its own, fed in 1 MiB
-//!   batches.
 //! - [`rawtls`]: the raw tokio-rustls loopback baseline and the peak-RSS probe of `caucus bench blob`.
 
 pub mod cli;
 pub mod direct;
-pub mod hash;
 pub mod rawtls;
 pub mod store;
 pub mod wire;

@@ -36,7 +36,6 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use super::direct::AppendFile;
-use super::hash::HashThread;
 
 const RECEIVED: TableDefinition<&str, &[u8]> = TableDefinition::new("received");
 const PARTIAL: TableDefinition<&str, &[u8]> = TableDefinition::new("partial");
@@ -521,10 +520,8 @@ impl BlobStore {
         let mut hasher = digest::Context::new(&digest::SHA256);
         let mut pt = Zeroizing::new(Vec::new());
         let good = restore(&path, &header, &key, durable, &mut hasher, &mut pt)?;
-        drop(pt);
         let file =
             AppendFile::resume(&path, 0o600, chunk_offset(&header, good)).map_err(io_at(&path))?;
-        let hasher = HashThread::start(hasher, header.chunk_size as usize).map_err(io_at(&path))?;
         Ok(Begin::Receive(Box::new(Incoming {
             store: self.clone(),
             header,
@@ -536,6 +533,7 @@ impl BlobStore {
             hasher,
             unsynced: 0,
             syncing: None,
+            pt,
             finished: false,
         })))
     }
@@ -864,12 +862,12 @@ pub struct Incoming {
     file: AppendFile,
     path: PathBuf,
     next: u64,
-    /// The SHA-256 of the plaintext so far, on its own thread; chunks open into its batches.
-    hasher: HashThread,
+    hasher: digest::Context,
     unsynced: u64,
     /// A background checkpoint: an fsync, then the index record of the chunk count it made
     /// durable.
     syncing: Option<std::thread::JoinHandle<Result<(), StoreError>>>,
+    pt: Zeroizing<Vec<u8>>,
     finished: bool,
 }
 
@@ -906,11 +904,8 @@ impl Incoming {
                 got: index,
             });
         }
-        let batch = self
-            .hasher
-            .buffer(ciphertext.len())
-            .map_err(io_at(&self.path))?;
-        self.key.open_chunk_append(index, ciphertext, batch)?;
+        self.key.open_chunk_into(index, ciphertext, &mut self.pt)?;
+        self.hasher.update(&self.pt);
         self.file.write_all(ciphertext).map_err(io_at(&self.path))?;
         self.next += 1;
         self.unsynced += ciphertext.len() as u64;
@@ -1005,7 +1000,8 @@ impl Incoming {
         if self.next < self.header.layout().count() {
             return Err(BlobError::Truncated.into());
         }
-        if self.hasher.finish().map_err(io_at(&self.path))? != self.header.sha256 {
+        let ctx = std::mem::replace(&mut self.hasher, digest::Context::new(&digest::SHA256));
+        if ctx.finish().as_ref() != self.header.sha256 {
             return Err(BlobError::DigestMismatch.into());
         }
         self.collect_sync()?;
