@@ -2,11 +2,10 @@
 //! sender's driver (see [`caucus::blob::transfer`] for the exchange).
 //!
 //! Both sides keep memory bounded, per transfer: about 1 MiB of chunks in flight, and on the
-//! receiver the file's three 4 MiB write buffers and the hasher's three 1 MiB batches. The
-//! receiver hands each chunk frame to a blocking worker (decrypt-check, append, periodic fsync)
-//! through a channel of [`pipeline_depth`] chunks, so TLS decryption and chunk checking run on
-//! two cores; the SHA-256 of the plaintext runs on a third thread ([`super::hash::HashThread`])
-//! and the appends go to disk from a fourth ([`super::direct::AppendFile`]). The sender
+//! receiver the file's three 4 MiB write buffers. The receiver hands each chunk frame to a
+//! blocking worker (decrypt-check, hash, append, periodic fsync) through a channel of
+//! [`pipeline_depth`] chunks, so TLS decryption and chunk checking run on two cores, and the
+//! appends go to disk from a third thread ([`super::direct::AppendFile`]). The sender
 //! reads each chunk of the outbox file with one `pread` straight into its frame, on a blocking
 //! thread, into a channel of the same depth. While streaming,
 //! the sender also watches for an early error reply, so a receiver that stops at a bad chunk
