@@ -41,21 +41,3 @@ pub mod transport;
 pub fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
-
-/// The tokio runtime the `caucus` commands run on: multi-threaded, with half the cores (at least
-/// one) as async workers, or `TOKIO_WORKER_THREADS` of them when that is set.
-///
-/// The async workers only move bytes and route messages; the CPU-heavy work (keygen rounds,
-/// checking and hashing blob chunks, disk writes) runs on blocking threads, which then have the
-/// other cores. On a 2-core machine a second async worker only bounced the blob receiver's
-/// network task between threads: one worker took `caucus bench blob` 6–10 % faster, at less CPU
-/// per GB, and left `caucus bench messages` where it was.
-pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    let mut b = tokio::runtime::Builder::new_multi_thread();
-    b.enable_all();
-    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        b.worker_threads((cores / 2).max(1));
-    }
-    b.build()
-}

@@ -581,7 +581,7 @@ fn main() {
     let result = match cli.command {
         // Benchmarks build their own runtimes (or threads).
         Command::Bench(args) => caucus_node::bench::run(args.into_command()).map(|_| ()),
-        other => caucus_node::runtime()
+        other => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(run(other))),
     };
