@@ -392,6 +392,57 @@ async fn limits_are_refused_before_any_chunk() {
     assert_eq!(n.stores[1].list().expect("list").len(), 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_outbox_fails_the_send_and_nothing_is_received() {
+    let n = net(StoreConfig::default()).await;
+    let data = content(200_000, 4);
+    // Cut short: refused before any chunk is read.
+    let short = n.outgoing(&data, &[1], 11);
+    let len = std::fs::metadata(&short.path).expect("meta").len();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&short.path)
+        .expect("open");
+    f.set_len(len - 1).expect("truncate");
+    match send_to(
+        n.s[0].node(),
+        &n.party(1),
+        &short,
+        &SendOptions::default(),
+        1,
+    )
+    .await
+    {
+        Err(SendError::Store(e)) => assert!(e.to_string().contains("wrong length"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    // A flipped byte in the last chunk: the receiver stops at it and keeps nothing.
+    let flipped = n.outgoing(&data, &[1], 12);
+    let mut bytes = std::fs::read(&flipped.path).expect("read");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&flipped.path, &bytes).expect("write");
+    match send_to(
+        n.s[0].node(),
+        &n.party(1),
+        &flipped,
+        &SendOptions::default(),
+        1,
+    )
+    .await
+    {
+        Err(SendError::Refused { code, .. }) => assert_eq!(code, "decryption_failed"),
+        other => panic!("{other:?}"),
+    }
+    assert!(n.stores[1].list().expect("list").is_empty());
+    // The bad chunk discarded its partial; the first blob's empty partial (accepted, then the
+    // sender went away) stays resumable until the cleanup bound.
+    assert_eq!(
+        n.stores[1].partials().expect("partials"),
+        vec![(short.header.blob_id, 0)]
+    );
+}
+
 /// In-process throughput probe (prints only; the real benchmark is `caucus bench blob`).
 /// `cargo test -p caucus-node --release --test blob -- --ignored --nocapture`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
