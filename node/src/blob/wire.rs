@@ -160,6 +160,9 @@ pub async fn send_on(
     if !h.is_recipient(&conn.peer().party_id) {
         return Err(bad_reply(&peer, "the peer is not a recipient of this blob"));
     }
+    // Checked before posting, so a missing or damaged outbox never leaves the receiver an empty
+    // partial to clean up (an open and an fstat: no need for a blocking thread).
+    let file = open_outbox(&out.path, h)?;
     let id_hex = h.blob_id.to_hex();
     let tr = |error: TransportError| SendError::Transport {
         peer: peer.clone(),
@@ -203,8 +206,9 @@ pub async fn send_on(
     let header = h.clone();
     let pool = Arc::new(BufPool::default());
     let reader_pool = pool.clone();
-    let reader =
-        tokio::task::spawn_blocking(move || read_chunks(&path, &header, from, &reader_pool, &tx));
+    let reader = tokio::task::spawn_blocking(move || {
+        read_chunks(&file, &path, &header, from, &reader_pool, &tx)
+    });
 
     let Conn {
         reader: frames,
@@ -307,9 +311,26 @@ pub async fn send_on(
     })
 }
 
-/// Reads the outbox ciphertext from chunk `from` on into whole chunk frames (header space, then
-/// the body: blob id, index, ciphertext), in buffers from `pool`.
+/// Opens the outbox file of `h`, checking it has the ciphertext's length.
+fn open_outbox(path: &std::path::Path, h: &BlobHeader) -> Result<std::fs::File, StoreError> {
+    let io = |message: String| StoreError::Io {
+        path: path.to_path_buf(),
+        message,
+    };
+    let file = std::fs::File::open(path).map_err(|e| io(e.to_string()))?;
+    let len = file.metadata().map_err(|e| io(e.to_string()))?.len();
+    if len != h.ciphertext_len() {
+        return Err(io("outbox file has the wrong length".into()));
+    }
+    Ok(file)
+}
+
+/// Reads the outbox ciphertext (`file`, at `path`) from chunk `from` on into whole chunk frames
+/// (header space, then the body: blob id, index, ciphertext), in buffers from `pool`: one pread
+/// per chunk, straight into its frame (the outbox was just written through the page cache, and
+/// the kernel's read-ahead covers one that is no longer cached).
 fn read_chunks(
+    file: &std::fs::File,
     path: &std::path::Path,
     h: &BlobHeader,
     from: u64,
@@ -320,16 +341,6 @@ fn read_chunks(
         path: path.to_path_buf(),
         message: e.to_string(),
     };
-    let len = std::fs::metadata(path).map_err(io)?.len();
-    if len != h.ciphertext_len() {
-        return Err(StoreError::Io {
-            path: path.to_path_buf(),
-            message: "outbox file has the wrong length".into(),
-        });
-    }
-    // One pread per chunk, straight into its frame: the outbox was just written through the page
-    // cache, and the kernel's read-ahead covers one that is no longer cached.
-    let file = std::fs::File::open(path).map_err(io)?;
     let layout = h.layout();
     let mut at = super::store::chunk_offset(h, from);
     for i in from..layout.count() {
