@@ -1,13 +1,14 @@
 //! The blob transfer over an authenticated connection: the receiver's `post/blob` handler and the
 //! sender's driver (see [`caucus::blob::transfer`] for the exchange).
 //!
-//! Both sides keep memory bounded, per transfer: about 1 MiB of chunks in flight, and on the
+//! Both sides keep memory bounded, per transfer: 1–2 MiB of chunks in flight, and on the
 //! receiver the file's three 4 MiB write buffers. The receiver hands each chunk frame to a
 //! blocking worker (decrypt-check, hash, append, periodic fsync) through a channel of
 //! [`pipeline_depth`] chunks, so TLS decryption and chunk checking run on two cores, and the
 //! appends go to disk from a third thread ([`super::direct::AppendFile`]). The sender
 //! reads each chunk of the outbox file with one `pread` straight into its frame, on a blocking
-//! thread, into a channel of the same depth. While streaming,
+//! thread, several frames back to back per buffer ([`BATCH_BYTES`]), and writes each buffer in
+//! one go. While streaming,
 //! the sender also watches for an early error reply, so a receiver that stops at a bad chunk
 //! stops the sender too.
 
@@ -118,7 +119,7 @@ pub type Progress = Arc<dyn Fn(u64, u64) + Send + Sync>;
 /// Options of a send.
 #[derive(Clone, Default)]
 pub struct SendOptions {
-    /// Called after each chunk written.
+    /// Called for each chunk written (for a batch of them at once: see [`BATCH_BYTES`]).
     pub progress: Option<Progress>,
     /// Test hook: drop the connection after this many chunks of this attempt.
     pub stop_after_chunks: Option<u64>,
@@ -199,15 +200,15 @@ pub async fn send_on(
     }
     let from = accept.resume_from;
 
-    // Reader thread: outbox chunks from `from` as chunk frame bodies.
-    let (tx, mut rx) =
-        tokio::sync::mpsc::channel::<Result<Vec<u8>, StoreError>>(pipeline_depth(h.chunk_size));
+    // Reader thread: outbox chunks from `from`, as batches of whole chunk frames.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<FrameBatch, StoreError>>(SEND_QUEUE);
     let path = out.path.clone();
     let header = h.clone();
     let pool = Arc::new(BufPool::default());
     let reader_pool = pool.clone();
+    let max_body = conn.writer.max_body();
     let reader = tokio::task::spawn_blocking(move || {
-        read_chunks(&file, &path, &header, from, &reader_pool, &tx)
+        read_chunks(&file, &path, &header, from, max_body, &reader_pool, &tx)
     });
 
     let Conn {
@@ -241,26 +242,36 @@ pub async fn send_on(
             f = &mut early => { reader.abort(); return Err(early_reply(f)); }
             b = rx.recv() => b,
         };
-        let mut body = match next {
+        let batch = match next {
             None => break,
             Some(Ok(b)) => b,
             Some(Err(e)) => return Err(e.into()),
         };
+        // The test hook stops after exactly its count of chunks, mid-batch if need be.
+        let frames_now = match opts.stop_after_chunks {
+            Some(stop) if stop > chunks_sent => batch.ends.len().min((stop - chunks_sent) as usize),
+            _ => batch.ends.len(),
+        };
+        let upto = batch.ends[frames_now - 1];
         tokio::select! {
             biased;
             f = &mut early => { reader.abort(); return Err(early_reply(f)); }
-            r = tokio::time::timeout(WRITE_TIMEOUT, writer.write_prepared(FrameKind::BlobChunk, &mut body)) => {
-                r.map_err(|_| tr(TransportError::Timeout("sending a chunk")))?.map_err(tr)?
+            r = tokio::time::timeout(WRITE_TIMEOUT, writer.write_raw(&batch.bytes[..upto])) => {
+                r.map_err(|_| tr(TransportError::Timeout("sending chunks")))?.map_err(tr)?
             }
         }
-        chunks_sent += 1;
-        let n = (body.len() - HEADER_LEN - transfer::CHUNK_PREFIX_LEN) as u64;
-        pool.put(body);
-        bytes_sent += n;
-        acked += n;
-        if let Some(p) = &opts.progress {
-            p(acked, total);
+        let mut start = 0;
+        for &end in &batch.ends[..frames_now] {
+            let n = (end - start - HEADER_LEN - transfer::CHUNK_PREFIX_LEN) as u64;
+            start = end;
+            chunks_sent += 1;
+            bytes_sent += n;
+            acked += n;
+            if let Some(p) = &opts.progress {
+                p(acked, total);
+            }
         }
+        pool.put(batch.bytes);
         if opts.stop_after_chunks == Some(chunks_sent) {
             reader.abort();
             return Err(SendError::Stopped(chunks_sent));
@@ -325,32 +336,76 @@ fn open_outbox(path: &std::path::Path, h: &BlobHeader) -> Result<std::fs::File, 
     Ok(file)
 }
 
-/// Reads the outbox ciphertext (`file`, at `path`) from chunk `from` on into whole chunk frames
-/// (header space, then the body: blob id, index, ciphertext), in buffers from `pool`: one pread
-/// per chunk, straight into its frame (the outbox was just written through the page cache, and
-/// the kernel's read-ahead covers one that is no longer cached).
+/// Bytes of chunk frames the sender reads and writes as one batch (or one frame, if larger):
+/// its reader thread and its connection task each wake once per batch rather than once per
+/// chunk (sender CPU per GB 0.76 → 0.65–0.70 s in `caucus bench blob`, medians of 4–5 runs).
+pub const BATCH_BYTES: usize = 512 << 10;
+
+/// Batches queued between the sender's reader thread and its connection task. With the one
+/// being read and the one being written, four batches (2 MiB at 64 KiB chunks) are live, which
+/// the connection's [`BufPool`] keeps for reuse.
+const SEND_QUEUE: usize = 2;
+
+/// Consecutive whole chunk frames (header, blob id and index, ciphertext) back to back.
+struct FrameBatch {
+    bytes: Vec<u8>,
+    /// End offset in `bytes` of each frame.
+    ends: Vec<usize>,
+}
+
+/// Reads the outbox ciphertext (`file`, at `path`) from chunk `from` on into batches of whole
+/// chunk frames (at most [`BATCH_BYTES`] each, unless one frame is larger), in buffers from
+/// `pool`: one pread per chunk, straight into its place in the batch (the outbox was just
+/// written through the page cache, and the kernel's read-ahead covers one that is no longer
+/// cached). `max_body` is the connection's frame limit.
 fn read_chunks(
     file: &std::fs::File,
     path: &std::path::Path,
     h: &BlobHeader,
     from: u64,
+    max_body: usize,
     pool: &BufPool,
-    tx: &tokio::sync::mpsc::Sender<Result<Vec<u8>, StoreError>>,
+    tx: &tokio::sync::mpsc::Sender<Result<FrameBatch, StoreError>>,
 ) -> Result<(), StoreError> {
-    let io = |e: std::io::Error| StoreError::Io {
+    let io = |message: String| StoreError::Io {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        message,
     };
+    const OVERHEAD: usize = HEADER_LEN + transfer::CHUNK_PREFIX_LEN;
     let layout = h.layout();
+    let count = layout.count();
     let mut at = super::store::chunk_offset(h, from);
-    for i in from..layout.count() {
-        let n = layout.cipher_len(i).unwrap_or(0);
-        let start = HEADER_LEN + transfer::CHUNK_PREFIX_LEN;
-        let mut body = pool.take(start + n);
-        body[HEADER_LEN..start].copy_from_slice(&transfer::encode_chunk_header(&h.blob_id, i));
-        file.read_exact_at(&mut body[start..], at).map_err(io)?;
-        at += n as u64;
-        if tx.blocking_send(Ok(body)).is_err() {
+    let mut next = from;
+    while next < count {
+        let mut ends = Vec::new();
+        let mut len = 0usize;
+        for i in next..count {
+            let frame = OVERHEAD + layout.cipher_len(i).unwrap_or(0);
+            if !ends.is_empty() && len + frame > BATCH_BYTES {
+                break;
+            }
+            len += frame;
+            ends.push(len);
+        }
+        let mut bytes = pool.take(len);
+        let mut start = 0;
+        for (k, &end) in ends.iter().enumerate() {
+            let header = caucus::msg::frame::encode_header(
+                FrameKind::BlobChunk,
+                end - start - HEADER_LEN,
+                max_body,
+            )
+            .map_err(|e| io(e.to_string()))?;
+            bytes[start..start + HEADER_LEN].copy_from_slice(&header);
+            bytes[start + HEADER_LEN..start + OVERHEAD]
+                .copy_from_slice(&transfer::encode_chunk_header(&h.blob_id, next + k as u64));
+            file.read_exact_at(&mut bytes[start + OVERHEAD..end], at)
+                .map_err(|e| io(e.to_string()))?;
+            at += (end - start - OVERHEAD) as u64;
+            start = end;
+        }
+        next += ends.len() as u64;
+        if tx.blocking_send(Ok(FrameBatch { bytes, ends })).is_err() {
             break; // the sender stopped
         }
     }

@@ -40,7 +40,8 @@ pub struct BufPool {
 impl BufPool {
     /// Most buffers kept.
     pub const KEEP: usize = 16;
-    /// Most bytes kept (capacity).
+    /// Most bytes kept (capacity): on a blob sender, the four live batches of chunk frames
+    /// ([`crate::blob::wire::BATCH_BYTES`] each).
     pub const KEEP_BYTES: usize = 2 << 20;
 
     /// A buffer of exactly `len` bytes, reused when one is available (its old content is
@@ -155,22 +156,13 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         self.write_raw(&bytes).await
     }
 
-    /// Writes one frame whose body is `buf[HEADER_LEN..]`, the header filled into the first
-    /// [`frame::HEADER_LEN`] bytes: one write and no copy of the body (blob chunks).
-    pub async fn write_prepared(
-        &mut self,
-        kind: FrameKind,
-        buf: &mut [u8],
-    ) -> Result<(), TransportError> {
-        let Some(len) = buf.len().checked_sub(frame::HEADER_LEN) else {
-            return Err(TransportError::Io("frame buffer without a header".into()));
-        };
-        let header = frame::encode_header(kind, len, self.max)?;
-        buf[..frame::HEADER_LEN].copy_from_slice(&header);
-        self.write_raw(buf).await
+    /// The largest frame body this writer sends.
+    pub fn max_body(&self) -> usize {
+        self.max
     }
 
-    /// Writes already-encoded bytes and flushes (tests use it to send malformed frames).
+    /// Writes already-encoded bytes and flushes: whole frames encoded elsewhere (a batch of blob
+    /// chunk frames), or, in tests, malformed ones.
     pub async fn write_raw(&mut self, bytes: &[u8]) -> Result<(), TransportError> {
         self.io.write_all(bytes).await?;
         self.io.flush().await?;
@@ -498,7 +490,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn pooled_buffers_are_reused_and_overwritten_and_prepared_frames_match() {
+    async fn pooled_buffers_are_reused_and_overwritten_and_batched_frames_read_back() {
         // A body given back is reused for the next frame, truncated or grown to its length,
         // and fully overwritten by it.
         let (a, b) = tokio::io::duplex(1 << 16);
@@ -510,35 +502,30 @@ mod tests {
         let f = r.read_frame(None).await.expect("r").expect("frame");
         let ptr = f.body.as_ptr();
         r.pool().put(f.body);
-        // A prepared frame (header space, then body) reads back like an encoded one.
-        let mut buf = vec![0xeeu8; HEADER_LEN + 60];
-        buf[HEADER_LEN..].copy_from_slice(&[9u8; 60]);
-        w.write_prepared(FrameKind::BlobChunk, &mut buf)
-            .await
-            .expect("w");
+        // Frames encoded elsewhere and written back to back in one go (a sender's batch of
+        // chunk frames) read back one by one.
+        let mut batch = Vec::new();
+        for (byte, len) in [(9u8, 60usize), (8, 70)] {
+            batch.extend_from_slice(
+                &frame::encode_header(FrameKind::BlobChunk, len, w.max_body()).expect("h"),
+            );
+            batch.extend_from_slice(&vec![byte; len]);
+        }
+        w.write_raw(&batch).await.expect("w");
         let f = r.read_frame(None).await.expect("r").expect("frame");
         assert_eq!(
             (f.kind, f.body.as_slice()),
             (FrameKind::BlobChunk, &[9u8; 60][..])
         );
         assert_eq!(f.body.as_ptr(), ptr, "the pooled allocation was reused");
+        let g = r.read_frame(None).await.expect("r").expect("frame");
+        assert_eq!(g.body, vec![8u8; 70]);
         r.pool().put(f.body);
         w.write_frame(FrameKind::Envelope, &[3u8; 200])
             .await
             .expect("w");
         let f = r.read_frame(None).await.expect("r").expect("frame");
         assert_eq!(f.body, vec![3u8; 200]);
-        // A prepared buffer too short for a header, or too long a body, is refused.
-        assert!(
-            w.write_prepared(FrameKind::BlobChunk, &mut [0u8; 3])
-                .await
-                .is_err()
-        );
-        let mut big = vec![0u8; HEADER_LEN + 2000];
-        assert!(matches!(
-            w.write_prepared(FrameKind::BlobChunk, &mut big).await,
-            Err(TransportError::Frame(FrameError::TooLarge { .. }))
-        ));
         // The pool keeps at most KEEP buffers and KEEP_BYTES bytes.
         let pool = BufPool::default();
         for _ in 0..BufPool::KEEP + 4 {
