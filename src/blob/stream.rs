@@ -265,9 +265,10 @@ impl StreamKey {
         Ok(())
     }
 
-    /// Opens one chunk into `out` (cleared first; its allocation is reused) without copying the
-    /// ciphertext first: AES-GCM runs from `ciphertext` straight into `out`. Any failure is
-    /// [`BlobError::DecryptionFailed`] and leaves `out` empty (no unauthenticated plaintext).
+    /// Opens one chunk into `out` (its allocation is reused, and what it held is overwritten
+    /// rather than zero-filled first) without copying the ciphertext first: AES-GCM runs from
+    /// `ciphertext` straight into `out`. Any failure is [`BlobError::DecryptionFailed`] and
+    /// leaves `out` empty (no unauthenticated plaintext).
     pub fn decrypt_chunk_into(
         &self,
         index: u64,
@@ -275,20 +276,24 @@ impl StreamKey {
         ciphertext: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), BlobError> {
-        out.clear();
-        let Some(body_len) = ciphertext.len().checked_sub(TAG_LEN) else {
-            return Err(BlobError::DecryptionFailed);
-        };
-        let (body, tag) = ciphertext.split_at(body_len);
-        let tag = aes_gcm::Tag::try_from(tag).map_err(|_| BlobError::DecryptionFailed)?;
-        out.resize(body_len, 0);
-        let inout = aes_gcm::aead::inout::InOutBuf::new(body, out.as_mut_slice())
-            .map_err(|_| BlobError::DecryptionFailed)?;
-        if self
-            .cipher
-            .decrypt_inout_detached(&Self::nonce(index, last), &self.aad, inout, &tag)
-            .is_err()
-        {
+        let opened = ciphertext
+            .len()
+            .checked_sub(TAG_LEN)
+            .is_some_and(|body_len| {
+                let (body, tag) = ciphertext.split_at(body_len);
+                out.resize(body_len, 0);
+                match (
+                    aes_gcm::Tag::try_from(tag),
+                    aes_gcm::aead::inout::InOutBuf::new(body, out.as_mut_slice()),
+                ) {
+                    (Ok(tag), Ok(inout)) => self
+                        .cipher
+                        .decrypt_inout_detached(&Self::nonce(index, last), &self.aad, inout, &tag)
+                        .is_ok(),
+                    _ => false,
+                }
+            });
+        if !opened {
             out.zeroize();
             out.clear();
             return Err(BlobError::DecryptionFailed);
@@ -834,10 +839,16 @@ mod tests {
             key.encrypt_chunk_in_place(0, false, &mut [0; TAG_LEN - 1]),
             Err(BlobError::Crypto)
         );
+        // A buffer holding an earlier chunk's plaintext is emptied by a failure too.
+        let good = key.encrypt_chunk(0, false, &data[..1024]).expect("enc");
+        key.decrypt_chunk_into(0, false, &good, &mut pt)
+            .expect("open");
+        assert_eq!(pt, &data[..1024]);
         assert_eq!(
             key.decrypt_chunk_into(0, false, &[0; 15], &mut pt),
             Err(BlobError::DecryptionFailed)
         );
+        assert!(pt.is_empty(), "nothing is left after a short ciphertext");
         assert!(matches!(
             key.open_chunk_into(0, &ct, &mut pt),
             Err(BlobError::BadChunkSize { index: 0, .. })
