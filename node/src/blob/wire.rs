@@ -395,7 +395,11 @@ fn read_chunks(
                 end - start - HEADER_LEN,
                 max_body,
             )
-            .map_err(|e| io(e.to_string()))?;
+            .map_err(|e| {
+                io(format!(
+                    "a chunk frame does not fit the connection's limit: {e}"
+                ))
+            })?;
             bytes[start..start + HEADER_LEN].copy_from_slice(&header);
             bytes[start + HEADER_LEN..start + OVERHEAD]
                 .copy_from_slice(&transfer::encode_chunk_header(&h.blob_id, next + k as u64));
