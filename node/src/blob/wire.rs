@@ -343,7 +343,7 @@ pub const BATCH_BYTES: usize = 512 << 10;
 
 /// Batches queued between the sender's reader thread and its connection task. With the one
 /// being read and the one being written, four batches (2 MiB at 64 KiB chunks) are live, which
-/// the connection's [`BufPool`] keeps for reuse.
+/// the send's own [`BufPool`] keeps for reuse.
 const SEND_QUEUE: usize = 2;
 
 /// Consecutive whole chunk frames (header, blob id and index, ciphertext) back to back.
