@@ -65,6 +65,10 @@ fn opts() -> SessionOptions {
 /// alice (test key a, the vectors' sender), bob (key b, the vectors' recipient), carol (key c),
 /// dave (fresh key). Every node serves `post/blob` into its own store.
 async fn net(cfg: StoreConfig) -> Net {
+    net_with(cfg, opts()).await
+}
+
+async fn net_with(cfg: StoreConfig, opts: SessionOptions) -> Net {
     let now = SystemClock.now_secs();
     let pki = TestPki::new("acme", now);
     let keys = vec![
@@ -100,7 +104,7 @@ async fn net(cfg: StoreConfig) -> Net {
             listener: l,
             source: None,
         };
-        let session = Session::from_parts(parts, opts()).expect("session");
+        let session = Session::from_parts(parts, opts.clone()).expect("session");
         let dir = tmp.path().join(NAMES[i]);
         let store = BlobStore::open(&dir, cfg.clone()).expect("store");
         BlobHandler::new(store.clone(), Arc::new(copy_key(&keys[i]))).register(session.node());
@@ -126,6 +130,10 @@ fn content(len: usize, seed: u8) -> Vec<u8> {
 impl Net {
     /// alice encrypts `data` once for `to` into her outbox.
     fn outgoing(&self, data: &[u8], to: &[usize], seed: u64) -> Outgoing {
+        self.outgoing_chunked(data, to, seed, caucus::blob::stream::DEFAULT_CHUNK_SIZE)
+    }
+
+    fn outgoing_chunked(&self, data: &[u8], to: &[usize], seed: u64, chunk: u32) -> Outgoing {
         let input = self.dirs[0].join(format!("input-{seed}"));
         std::fs::write(&input, data).expect("write input");
         let keys: Vec<_> = to
@@ -138,7 +146,7 @@ impl Net {
                 "data.bin",
                 self.keys[0].public_key().party_id(),
                 &keys,
-                caucus::blob::stream::DEFAULT_CHUNK_SIZE,
+                chunk,
                 caucus_node::blob::store::now_ms(),
                 &mut ChaCha20Rng::seed_from_u64(seed),
             )
@@ -511,4 +519,29 @@ async fn throughput_probe_frames_only() {
     let s = t.elapsed().as_secs_f64();
     let bytes = r.payload["bytes"].as_u64().expect("bytes");
     println!("frames only: {:.0} MB/s", bytes as f64 / 1e6 / s);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunks_over_the_frame_limit_fail_before_posting() {
+    let mut o = opts();
+    o.node.max_frame = 512 << 10;
+    let n = net_with(StoreConfig::default(), o).await;
+    // 1 MiB chunks cannot go in 512 KiB frames: refused before post/blob, nothing on bob's side.
+    let big = n.outgoing_chunked(&content(3 << 20, 5), &[1], 21, 1 << 20);
+    match send_to(n.s[0].node(), &n.party(1), &big, &SendOptions::default(), 3).await {
+        Err(e @ SendError::FrameLimit { .. }) => {
+            assert!(!e.is_retryable());
+            assert!(e.to_string().contains("524288"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(n.stores[1].list().expect("list").is_empty());
+    assert!(n.stores[1].partials().expect("partials").is_empty());
+    // 64 KiB chunks fit and go through.
+    let data = content(300_000, 6);
+    let ok = n.outgoing(&data, &[1], 22);
+    send_to(n.s[0].node(), &n.party(1), &ok, &SendOptions::default(), 1)
+        .await
+        .expect("send");
+    assert_eq!(n.fetch(1, &ok.header.blob_id), data);
 }

@@ -78,6 +78,15 @@ pub enum SendError {
         /// what was wrong
         message: String,
     },
+    /// The blob's chunk frames are larger than this connection's frame limit (a node
+    /// configured with a `max_frame` below the blob's chunk size); nothing was posted.
+    #[error("chunk frames of {frame} bytes exceed the connection's frame limit of {max} bytes")]
+    FrameLimit {
+        /// the largest chunk frame body of the blob
+        frame: usize,
+        /// the connection's frame limit
+        max: usize,
+    },
     /// Reading the outbox failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -164,6 +173,15 @@ pub async fn send_on(
     // Checked before posting, so a missing or damaged outbox never leaves the receiver an empty
     // partial to clean up (an open and an fstat: no need for a blocking thread).
     let file = open_outbox(&out.path, h)?;
+    // The first chunk is the largest (only the last may be shorter).
+    let frame = transfer::CHUNK_PREFIX_LEN + h.layout().cipher_len(0).unwrap_or(0);
+    let max_body = conn.writer.max_body();
+    if frame > max_body {
+        return Err(SendError::FrameLimit {
+            frame,
+            max: max_body,
+        });
+    }
     let id_hex = h.blob_id.to_hex();
     let tr = |error: TransportError| SendError::Transport {
         peer: peer.clone(),
@@ -206,7 +224,6 @@ pub async fn send_on(
     let header = h.clone();
     let pool = Arc::new(BufPool::default());
     let reader_pool = pool.clone();
-    let max_body = conn.writer.max_body();
     let reader = tokio::task::spawn_blocking(move || {
         read_chunks(&file, &path, &header, from, max_body, &reader_pool, &tx)
     });
@@ -357,7 +374,7 @@ struct FrameBatch {
 /// chunk frames (at most [`BATCH_BYTES`] each, unless one frame is larger), in buffers from
 /// `pool`: one pread per chunk, straight into its place in the batch (the outbox was just
 /// written through the page cache, and the kernel's read-ahead covers one that is no longer
-/// cached). `max_body` is the connection's frame limit.
+/// cached). `max_body` is the connection's frame limit ([`send_on`] checked the blob fits it).
 fn read_chunks(
     file: &std::fs::File,
     path: &std::path::Path,
@@ -395,11 +412,7 @@ fn read_chunks(
                 end - start - HEADER_LEN,
                 max_body,
             )
-            .map_err(|e| {
-                io(format!(
-                    "a chunk frame does not fit the connection's limit: {e}"
-                ))
-            })?;
+            .map_err(|e| io(e.to_string()))?;
             bytes[start..start + HEADER_LEN].copy_from_slice(&header);
             bytes[start + HEADER_LEN..start + OVERHEAD]
                 .copy_from_slice(&transfer::encode_chunk_header(&h.blob_id, next + k as u64));
