@@ -754,14 +754,26 @@ async fn reconnects_with_backoff_when_a_peer_restarts() {
     assert_eq!(n.s[1].recv::<u64>("alice", "one").await.expect("recv"), 1);
     let bob_addr = n.s[1].local_addr();
     let bob = n.s.remove(1);
+    let bob_id = bob.node().me().party_id;
     bob.close().await;
-    // alice sends while bob is down; it completes once bob is back.
+    // Once alice has seen bob's connection end (her link's reader notices it asynchronously; a
+    // one-way message written before that is lost, see `Node::is_connected`), a send waits for
+    // him and completes once he is back.
     let alice = n.s.remove(0);
+    let seen = async {
+        while alice.node().is_connected(&bob_id) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), seen)
+        .await
+        .expect("alice notices that bob's connection ended");
     let sender = tokio::spawn(async move {
         let r = alice.send("bob", "two", &2).await;
         (alice, r)
     });
     tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(!sender.is_finished(), "the send waits while bob is down");
     let listener = TcpListener::bind(bob_addr).await.expect("rebind");
     let bob = Session::from_parts(
         SessionParts {

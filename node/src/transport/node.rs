@@ -703,6 +703,23 @@ impl Node {
         self.close_links();
     }
 
+    /// Whether this node has an open outgoing connection to `party`, as far as it has seen: a
+    /// connection the peer has just dropped counts as open until the link's reader notices. A
+    /// one-way message written in that instant is lost (the receiver's `recv` then times out,
+    /// naming the sender); a send made once this is `false` re-dials and waits for the peer.
+    pub fn is_connected(&self, party: &PartyId) -> bool {
+        let slot = {
+            let l = self.core.links.lock().unwrap_or_else(|p| p.into_inner());
+            l.get(party).cloned()
+        };
+        slot.and_then(|s| {
+            s.try_lock()
+                .ok()
+                .map(|g| g.as_ref().is_some_and(|l| !l.is_closed()))
+        })
+        .unwrap_or(false)
+    }
+
     /// Closes every outgoing connection (abruptly).
     pub fn close_links(&self) {
         let mut l = self.core.links.lock().unwrap_or_else(|p| p.into_inner());
