@@ -707,6 +707,7 @@ impl Node {
     /// connection the peer has just dropped counts as open until the link's reader notices. A
     /// one-way message written in that instant is lost (the receiver's `recv` then times out,
     /// naming the sender); a send made once this is `false` re-dials and waits for the peer.
+    /// While a connection to `party` is being dialled, this is `false`.
     pub fn is_connected(&self, party: &PartyId) -> bool {
         let slot = {
             let l = self.core.links.lock().unwrap_or_else(|p| p.into_inner());
