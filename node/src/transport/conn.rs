@@ -25,7 +25,19 @@ use super::trust::PeerInfo;
 use super::{METHOD_ERROR, METHOD_REPLY, TransportError};
 
 /// The TLS stream of a node ↔ node connection (either side).
-pub type TlsConn = tokio_rustls::TlsStream<TcpStream>;
+pub type TlsConn = tokio_rustls::TlsStream<Socket>;
+
+/// The TCP stream under TLS, with a read buffer: rustls asks the socket for at most 4 KiB more
+/// than it holds, so without one a bulk transfer costs a `recv` system call per 4 KiB.
+pub type Socket = tokio::io::BufReader<TcpStream>;
+
+/// Bytes the socket read buffer holds: a few TLS records per `recv`.
+pub const SOCKET_READ_BUF: usize = 64 << 10;
+
+/// Wraps a connected TCP stream for TLS (see [`Socket`]).
+pub fn socket(tcp: TcpStream) -> Socket {
+    tokio::io::BufReader::with_capacity(SOCKET_READ_BUF, tcp)
+}
 
 /// A few reusable frame buffers, so that a stream of equal-size frames (blob chunks) reuses its
 /// allocations instead of allocating, zero-filling and page-faulting one per frame. Whoever

@@ -36,7 +36,7 @@ use tokio::sync::{Semaphore, broadcast, oneshot, watch};
 use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
 
-use super::conn::{Conn, FrameReader, FrameWriter, TlsConn, reply_extra, reply_to};
+use super::conn::{Conn, FrameReader, FrameWriter, Socket, TlsConn, reply_extra, reply_to, socket};
 use super::tls::{client_config, peer_error_from_io, peer_server_name, server_config};
 use super::trust::{PeerError, PeerInfo, Trust};
 use super::{
@@ -809,7 +809,7 @@ pub struct Sealed {
 async fn dial(
     core: &Arc<Core>,
     party: &PartyId,
-) -> Result<(tokio_rustls::client::TlsStream<TcpStream>, PeerInfo), TransportError> {
+) -> Result<(tokio_rustls::client::TlsStream<Socket>, PeerInfo), TransportError> {
     let roster = core.trust.roster();
     let entry = roster
         .by_party_id(party)
@@ -831,7 +831,7 @@ async fn dial(
         let tcp = TcpStream::connect(entry.address.as_str()).await?;
         let _ = tcp.set_nodelay(true);
         tokio_rustls::TlsConnector::from(cfg)
-            .connect(name, tcp)
+            .connect(name, socket(tcp))
             .await
             .map_err(|e| match peer_error_from_io(&e) {
                 Some(pe) => TransportError::Peer(pe),
@@ -855,7 +855,7 @@ async fn dial(
 
 fn start_link(
     core: &Arc<Core>,
-    stream: tokio_rustls::client::TlsStream<TcpStream>,
+    stream: tokio_rustls::client::TlsStream<Socket>,
     peer: PeerInfo,
 ) -> Arc<Link> {
     let (r, w) = tokio::io::split(tokio_rustls::TlsStream::Client(stream));
@@ -1066,7 +1066,9 @@ async fn serve_conn(
     mut stop: watch::Receiver<bool>,
 ) {
     let _ = tcp.set_nodelay(true);
-    let tls = match tokio::time::timeout(core.opts.handshake_timeout, acceptor.accept(tcp)).await {
+    let tls = match tokio::time::timeout(core.opts.handshake_timeout, acceptor.accept(socket(tcp)))
+        .await
+    {
         Err(_) => {
             core.report(Some(remote), None, TransportError::Timeout("tls handshake"));
             return;
