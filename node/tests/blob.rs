@@ -212,6 +212,25 @@ async fn round_trips_to_one_and_three_recipients() {
 /// Plays a misbehaving sender: posts `header`, streams `chunks` as given, ends; returns the
 /// receiver's error code or `None` on a receipt.
 async fn deliver(n: &Net, header: &Value, chunks: &[Vec<u8>]) -> Option<String> {
+    deliver_frames(n, header, |id| {
+        (0u64..)
+            .zip(chunks)
+            .map(|(i, c)| {
+                let mut body = encode_chunk_header(id, i).to_vec();
+                body.extend_from_slice(c);
+                body
+            })
+            .collect()
+    })
+    .await
+}
+
+/// Like [`deliver`], with the chunk frame bodies made by `frames` from the accepted blob id.
+async fn deliver_frames(
+    n: &Net,
+    header: &Value,
+    frames: impl FnOnce(&BlobId) -> Vec<Vec<u8>>,
+) -> Option<String> {
     let mut conn = n.s[0].node().connect(&n.party(1)).await.expect("connect");
     let id_hex = header["blob_id"].as_str().unwrap_or("x").to_string();
     let reply = match conn.request(METHOD_POST, &id_hex, header.clone()).await {
@@ -224,9 +243,7 @@ async fn deliver(n: &Net, header: &Value, chunks: &[Vec<u8>]) -> Option<String> 
     let Ok(PostReply::Accept(a)) = PostReply::from_value(&reply.payload) else {
         panic!("expected an accept: {reply:?}");
     };
-    for (i, c) in chunks.iter().enumerate() {
-        let mut body = encode_chunk_header(&a.blob_id, i as u64).to_vec();
-        body.extend_from_slice(c);
+    for body in frames(&a.blob_id) {
         if conn.write_chunk(&body).await.is_err() {
             break;
         }
@@ -289,6 +306,48 @@ async fn every_blob_vector_over_the_wire() {
     send_to(n.s[0].node(), &n.party(1), &out, &SendOptions::default(), 1)
         .await
         .expect("good send after bad ones");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_chunk_frames_get_typed_refusals_and_good_chunks_before_them_are_checked_first() {
+    let n = net(StoreConfig::default()).await;
+    let out = n.outgoing_chunked(&content(5000, 9), &[1], 77, 1024);
+    let all = std::fs::read(&out.path).expect("outbox");
+    let layout = out.header.layout();
+    let chunks: Vec<Vec<u8>> = (0..layout.count())
+        .map(|i| {
+            let off = caucus_node::blob::store::chunk_offset(&out.header, i) as usize;
+            all[off..off + layout.cipher_len(i).expect("len")].to_vec()
+        })
+        .collect();
+    let header = out.header.to_value();
+    let frame = |id: &BlobId, i: u64, ct: &[u8]| {
+        let mut body = encode_chunk_header(id, i).to_vec();
+        body.extend_from_slice(ct);
+        body
+    };
+    // Chunk 0 is good and arrives first: the oversized chunk 1 after it is refused for its
+    // size (not as out of order), so the good chunk was checked before it.
+    let mut long = chunks[1].clone();
+    long.extend_from_slice(&[0u8; 2000]);
+    let got = deliver_frames(&n, &header, |id| {
+        vec![frame(id, 0, &chunks[0]), frame(id, 1, &long)]
+    })
+    .await;
+    assert_eq!(got.as_deref(), Some("bad_chunk_size"));
+    // A frame shorter than the chunk prefix, and one with a prefix but no ciphertext.
+    let got = deliver_frames(&n, &header, |_| vec![vec![7u8; 10]]).await;
+    assert_eq!(got.as_deref(), Some("malformed"));
+    let got = deliver_frames(&n, &header, |id| {
+        vec![frame(id, 0, &chunks[0]), frame(id, 1, &[])]
+    })
+    .await;
+    assert_eq!(got.as_deref(), Some("bad_chunk_size"));
+    assert!(n.stores[1].partials().expect("p").is_empty());
+    assert!(n.stores[1].list().expect("list").is_empty());
+    // The same blob, delivered properly afterwards, is received.
+    assert_eq!(deliver(&n, &header, &chunks).await, None);
+    assert_eq!(n.fetch(1, &out.header.blob_id), content(5000, 9));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

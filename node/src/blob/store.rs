@@ -35,7 +35,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::direct::AppendFile;
+use super::direct::{ALIGN, AlignedBuf, AppendFile};
 
 const RECEIVED: TableDefinition<&str, &[u8]> = TableDefinition::new("received");
 const PARTIAL: TableDefinition<&str, &[u8]> = TableDefinition::new("partial");
@@ -851,6 +851,68 @@ fn restore(
     Ok(good)
 }
 
+/// One chunk of a [`ChunkBatch`]: the frame's blob id and index, and its ciphertext length.
+#[derive(Debug, Clone, Copy)]
+pub struct ChunkRef {
+    /// the blob id the chunk frame named
+    pub blob: BlobId,
+    /// the chunk index the frame named
+    pub index: u64,
+    /// ciphertext bytes
+    pub len: usize,
+}
+
+/// Chunk ciphertexts a network reader placed back to back in a file buffer, in the layout of
+/// the partial file: the buffer's first byte stands for file offset `at` ([`ALIGN`]-aligned) and
+/// the first chunk starts at `skip`, so that [`Incoming::push_batch`] can write the buffer
+/// as it is. Built with [`ChunkBatch::start`] / [`ChunkBatch::room`] / [`ChunkBatch::filled`].
+#[derive(Debug)]
+pub struct ChunkBatch {
+    buf: AlignedBuf,
+    at: u64,
+    skip: usize,
+    chunks: Vec<ChunkRef>,
+}
+
+impl ChunkBatch {
+    /// An empty batch in `buf` continuing the file at `offset` ([`Incoming::append_offset`]).
+    pub fn start(buf: AlignedBuf, offset: u64) -> Self {
+        let skip = (offset % ALIGN as u64) as usize;
+        Self {
+            buf,
+            at: offset - skip as u64,
+            skip,
+            chunks: Vec::new(),
+        }
+    }
+
+    /// The file offset after the last chunk (where the next batch continues).
+    pub fn end_offset(&self) -> u64 {
+        self.at + self.end() as u64
+    }
+
+    fn end(&self) -> usize {
+        self.skip + self.chunks.iter().map(|c| c.len).sum::<usize>()
+    }
+
+    /// Whether the batch holds no chunk.
+    pub fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    /// Room for the next chunk's `len` ciphertext bytes, or `None` when the buffer is too full
+    /// (send this batch and start another). Fill it all, then call [`ChunkBatch::filled`].
+    pub fn room(&mut self, len: usize) -> Option<&mut [u8]> {
+        let end = self.end();
+        self.buf.bytes_mut().get_mut(end..end.checked_add(len)?)
+    }
+
+    /// Records the chunk just written into [`ChunkBatch::room`].
+    pub fn filled(&mut self, chunk: ChunkRef) {
+        self.chunks.push(chunk);
+    }
+}
+
 /// One transfer being received: checks each chunk as it arrives and appends its ciphertext to the
 /// partial file, with periodic durable checkpoints. Dropping it without [`Incoming::finish`] /
 /// [`Incoming::suspend`] / [`Incoming::abort`] keeps the partial at its last checkpoint.
@@ -891,28 +953,82 @@ impl Incoming {
         self.next
     }
 
-    /// Checks chunk `index` (its position, length and tag) and appends it. Any error means the
-    /// transfer must stop (the caller then calls [`Incoming::abort`] or [`Incoming::fail`]).
-    pub fn push_chunk(&mut self, index: u64, ciphertext: &[u8]) -> Result<(), StoreError> {
+    /// The file offset the next chunk's ciphertext goes to (where a [`ChunkBatch`] continues).
+    pub fn append_offset(&self) -> u64 {
+        chunk_offset(&self.header, self.next)
+    }
+
+    /// Checks that `ciphertext` is chunk `expected` (its position, length and tag) and adds its
+    /// plaintext to the running SHA-256.
+    fn check_chunk(
+        &mut self,
+        expected: u64,
+        index: u64,
+        ciphertext: &[u8],
+    ) -> Result<(), StoreError> {
         let count = self.header.layout().count();
         if index >= count {
             return Err(BlobError::TrailingData.into());
         }
-        if index != self.next {
+        if index != expected {
             return Err(StoreError::OutOfOrder {
-                expected: self.next,
+                expected,
                 got: index,
             });
         }
         self.key.open_chunk_into(index, ciphertext, &mut self.pt)?;
         self.hasher.update(&self.pt);
-        self.file.write_all(ciphertext).map_err(io_at(&self.path))?;
-        self.next += 1;
-        self.unsynced += ciphertext.len() as u64;
+        Ok(())
+    }
+
+    /// Counts `chunks` chunks of `bytes` ciphertext bytes as appended; checkpoints in the
+    /// background every [`StoreConfig::sync_every_bytes`].
+    fn appended(&mut self, chunks: u64, bytes: u64) -> Result<(), StoreError> {
+        self.next += chunks;
+        self.unsynced += bytes;
         if self.unsynced >= self.store.cfg.sync_every_bytes {
             self.background_checkpoint()?;
         }
         Ok(())
+    }
+
+    /// Checks chunk `index` (its position, length and tag) and appends it. Any error means the
+    /// transfer must stop (the caller then calls [`Incoming::abort`] or [`Incoming::fail`]).
+    pub fn push_chunk(&mut self, index: u64, ciphertext: &[u8]) -> Result<(), StoreError> {
+        self.check_chunk(self.next, index, ciphertext)?;
+        self.file.write_all(ciphertext).map_err(io_at(&self.path))?;
+        self.appended(1, ciphertext.len() as u64)
+    }
+
+    /// Checks every chunk of `batch` in order, then appends them all, handing the batch's
+    /// buffer itself to the file writer where it lines up (no copy); returns a buffer for the
+    /// next batch. At the first bad chunk nothing of the batch is appended, and the transfer
+    /// must stop as with [`Incoming::push_chunk`].
+    pub fn push_batch(&mut self, batch: ChunkBatch) -> Result<AlignedBuf, StoreError> {
+        let ChunkBatch {
+            buf,
+            at,
+            skip,
+            chunks,
+        } = batch;
+        let mut pos = skip;
+        for (i, c) in chunks.iter().enumerate() {
+            if c.blob != self.header.blob_id {
+                return Err(StoreError::WrongBlob);
+            }
+            let ct = buf
+                .bytes()
+                .get(pos..pos + c.len)
+                .ok_or_else(|| BlobError::Malformed("chunk batch overruns its buffer".into()))?;
+            self.check_chunk(self.next + i as u64, c.index, ct)?;
+            pos += c.len;
+        }
+        let back = self
+            .file
+            .append_filled(buf, at, skip, pos)
+            .map_err(io_at(&self.path))?;
+        self.appended(chunks.len() as u64, (pos - skip) as u64)?;
+        Ok(back)
     }
 
     /// Starts a checkpoint on a helper thread: an fsync of what was written so far, then the
@@ -1076,6 +1192,7 @@ mod tests {
     use rand::SeedableRng;
     use rand_chacha::ChaCha20Rng;
 
+    use super::super::direct::BUF_LEN;
     use super::*;
 
     const NOW: i64 = 1_700_000_000_000;
@@ -1304,6 +1421,101 @@ mod tests {
             .get(&out.header.blob_id, &keys()[1], &dest)
             .expect("get");
         assert_eq!(fs::read(&dest).expect("read"), data);
+    }
+
+    /// Receives chunks `from..to` the way the network loop does: ciphertexts placed back to
+    /// back in file buffers, each full buffer pushed as one batch. Returns the batch error, if any.
+    fn push_batched(
+        inc: &mut Incoming,
+        chunks: &[(BlobId, u64, Vec<u8>)],
+        mut buf: AlignedBuf,
+    ) -> Result<AlignedBuf, StoreError> {
+        let mut batch = ChunkBatch::start(buf, inc.append_offset());
+        for (blob, index, ct) in chunks {
+            if batch.room(ct.len()).is_none() {
+                let next = batch.end_offset();
+                buf = inc.push_batch(batch)?;
+                batch = ChunkBatch::start(buf, next);
+            }
+            batch.room(ct.len()).expect("room").copy_from_slice(ct);
+            batch.filled(ChunkRef {
+                blob: *blob,
+                index: *index,
+                len: ct.len(),
+            });
+        }
+        inc.push_batch(batch)
+    }
+
+    #[test]
+    fn batched_chunks_resume_mid_buffer_and_come_out_byte_identical() {
+        let cfg = StoreConfig {
+            sync_every_bytes: 3 << 20,
+            ..StoreConfig::default()
+        };
+        let fx = fixture(cfg);
+        let cs = 65_536u32;
+        let data = content(9 * (1 << 20) + 12_345);
+        let (out, chunks) = outgoing(&fx, &data, cs, 21);
+        let id = out.header.blob_id;
+        let all: Vec<_> = (0u64..)
+            .zip(&chunks)
+            .map(|(i, c)| (id, i, c.clone()))
+            .collect();
+        // 100 of 145 chunks in batches, then a clean disconnect: resumed at an offset inside a
+        // block, the rest arrive in batches too.
+        let mut inc = receive(&fx, &out.header);
+        let buf = push_batched(&mut inc, &all[..100], AlignedBuf::new(BUF_LEN)).expect("batches");
+        assert_eq!(inc.suspend(NOW).expect("suspend"), 100);
+        let mut inc = receive(&fx, &out.header);
+        assert_eq!(inc.resume_from(), 100);
+        assert_ne!(inc.append_offset() % ALIGN as u64, 0);
+        push_batched(&mut inc, &all[100..], buf).expect("batches");
+        inc.finish(NOW).expect("finish");
+        let dest = fx.work.join("out");
+        fx.receiver.get(&id, &keys()[1], &dest).expect("get");
+        assert_eq!(fs::read(&dest).expect("read"), data);
+    }
+
+    #[test]
+    fn a_bad_chunk_in_a_batch_stops_the_transfer_with_its_error() {
+        let fx = fixture(StoreConfig::default());
+        let (out, chunks) = outgoing(&fx, &content(5000), 1024, 22);
+        let id = out.header.blob_id;
+        let good = |i: usize| (id, i as u64, chunks[i].clone());
+        let mut tampered = good(2);
+        tampered.2[7] ^= 1;
+        let cases = [
+            ("decryption_failed", vec![good(0), good(1), tampered]),
+            ("out_of_order", vec![good(0), good(2)]),
+            (
+                "wrong_blob",
+                vec![good(0), (BlobId([9; 16]), 1, chunks[1].clone())],
+            ),
+            (
+                "bad_chunk_size",
+                vec![good(0), (id, 1, chunks[1][..50].to_vec())],
+            ),
+            (
+                "trailing_data",
+                vec![
+                    good(0),
+                    good(1),
+                    good(2),
+                    good(3),
+                    good(4),
+                    (id, 5, chunks[0].clone()),
+                ],
+            ),
+        ];
+        for (code, batch) in cases {
+            let mut inc = receive(&fx, &out.header);
+            let e = push_batched(&mut inc, &batch, AlignedBuf::new(BUF_LEN)).expect_err(code);
+            assert_eq!(e.code(), code);
+            inc.fail(&e);
+            assert!(fx.receiver.partials().expect("p").is_empty(), "{code}");
+        }
+        assert!(fx.receiver.list().expect("list").is_empty());
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! The blob transfer over an authenticated connection: the receiver's `post/blob` handler and the
 //! sender's driver (see [`caucus::blob::transfer`] for the exchange).
 //!
-//! Both sides keep memory bounded, per transfer: 1–2 MiB of chunks in flight, and on the
-//! receiver the file's three 4 MiB write buffers. The receiver hands each chunk frame to a
-//! blocking worker (decrypt-check, hash, append, periodic fsync) through a channel of
-//! [`pipeline_depth`] chunks, so TLS decryption and chunk checking run on two cores, and the
-//! appends go to disk from a third thread ([`super::direct::AppendFile`]). The sender
+//! Both sides keep memory bounded, per transfer: on the sender 1–2 MiB of chunks in flight, on
+//! the receiver five 4 MiB file buffers. The receiver's network loop reads each chunk's
+//! ciphertext out of TLS straight into a file buffer ([`ChunkBatch`], the partial file's own
+//! layout), and hands each full buffer to a blocking worker that decrypt-checks and hashes its
+//! chunks and then passes the buffer itself, uncopied, to the file writer
+//! ([`super::direct::AppendFile::append_filled`]), which writes it to disk from a third
+//! thread and returns a written buffer for the next batch. So TLS decryption and chunk
+//! checking run on two cores, and a chunk is copied once after TLS, into its place. The sender
 //! reads each chunk of the outbox file with one `pread` straight into its frame, on a blocking
 //! thread, several frames back to back per buffer ([`BATCH_BYTES`]), and writes each buffer in
 //! one go. While streaming,
@@ -16,6 +19,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use caucus::blob::stream::TAG_LEN;
 use caucus::blob::transfer::{
     self, Accept, End, METHOD_END, METHOD_POST, PostReply, Receipt, refusal_code, refusal_text,
 };
@@ -25,21 +29,12 @@ use caucus::msg::frame::{FrameKind, HEADER_LEN};
 use caucus::pki::{PartyId, PrivateKey};
 use serde_json::Value;
 
-use super::store::{Begin, BlobStore, Outgoing, StoreError, now_ms};
+use super::direct::{AlignedBuf, BUF_LEN};
+use super::store::{Begin, BlobStore, ChunkBatch, ChunkRef, Outgoing, StoreError, now_ms};
 use crate::transport::conn::{BufPool, reply_to};
 use crate::transport::{
     Conn, Handler, HandlerFuture, Incoming, METHOD_ERROR, Node, TransportError,
 };
-
-/// Bytes of chunks in flight between the network task and the file worker, on each side: deep
-/// enough that neither waits on the other's every wake-up (4 chunks of 64 KiB measured 255 MB/s,
-/// 16 measured 293 MB/s in `caucus bench blob`), whatever the chunk size.
-pub const PIPELINE_BYTES: usize = 1 << 20;
-
-/// Chunks in flight for `chunk_size`: [`PIPELINE_BYTES`] worth, at least 4 and at most 16.
-pub fn pipeline_depth(chunk_size: u32) -> usize {
-    (PIPELINE_BYTES / (chunk_size.max(1) as usize)).clamp(4, 16)
-}
 
 /// Longest a single frame write may block (a receiver that stops reading fails the send, which
 /// can then be resumed).
@@ -541,35 +536,52 @@ impl BlobHandler {
             return Err(e);
         }
         tracing::debug!(peer = %conn.peer().name, blob = %inc.header().blob_id, from = inc.resume_from(), "blob accepted");
-        // The worker checks and stores chunks; the network loop feeds it.
-        let (tx, mut rx) =
-            tokio::sync::mpsc::channel::<Vec<u8>>(pipeline_depth(inc.header().chunk_size));
-        // Consumed chunk bodies go back to the connection's buffer pool for the next frames.
-        let pool = conn.buffers();
+        // The network loop reads each chunk's ciphertext straight into a file buffer, a batch
+        // of them at a time; the worker checks the batch and hands the buffer to the file
+        // writer, which sends one back for the next batch.
+        let max_ct = inc.header().chunk_size as usize + TAG_LEN;
+        let offset = inc.append_offset();
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Work>(1);
+        let (free_tx, mut free_rx) = tokio::sync::mpsc::unbounded_channel::<AlignedBuf>();
+        // The network loop's second buffer: it fills one while the worker checks the other.
+        let _ = free_tx.send(AlignedBuf::new(BUF_LEN));
         let worker = tokio::task::spawn_blocking(move || {
-            while let Some(body) = rx.blocking_recv() {
-                if let Err(e) = inc.push_frame(&body) {
+            while let Some(work) = rx.blocking_recv() {
+                let r = match work {
+                    Work::Batch(b) => inc.push_batch(b).map(|back| {
+                        let _ = free_tx.send(back);
+                    }),
+                    Work::Whole(body) => inc.push_frame(&body),
+                };
+                if let Err(e) = r {
                     return (inc, Err(e));
                 }
-                pool.put(body);
             }
             (inc, Ok(()))
         });
+        let mut batch = ChunkBatch::start(AlignedBuf::new(BUF_LEN), offset);
         let mut end: Option<Inner> = None;
         let mut net_err: Option<TransportError> = None;
         let mut protocol_err: Option<StoreError> = None;
         loop {
-            match conn.recv().await {
-                Ok(Incoming::Chunk(body)) => {
-                    // When the worker is behind, wait until it has taken half the queue rather
-                    // than being woken for every chunk it takes (a quarter fewer context
-                    // switches per GiB, measured with `perf stat`).
-                    let room =
-                        tx.capacity() > 0 || tx.reserve_many(tx.max_capacity() / 2).await.is_ok();
-                    if !room || tx.send(body).await.is_err() {
-                        break; // the worker stopped at a bad chunk
+            let (kind, len) = match conn.recv_head().await {
+                Ok(h) => h,
+                Err(e) => {
+                    net_err = Some(e);
+                    break;
+                }
+            };
+            if kind == FrameKind::BlobChunk {
+                match read_chunk(conn, &mut batch, len, max_ct, &tx, &mut free_rx).await {
+                    Ok(true) => continue,
+                    Ok(false) => break, // the worker stopped at a bad chunk
+                    Err(e) => {
+                        net_err = Some(e);
+                        break;
                     }
                 }
+            }
+            match conn.recv_rest(kind, len).await {
                 Ok(Incoming::Envelope(inner)) if inner.meta.method == METHOD_END => {
                     end = Some(*inner);
                     break;
@@ -581,11 +593,22 @@ impl BlobHandler {
                     ))));
                     break;
                 }
+                Ok(Incoming::Chunk(_)) => {
+                    protocol_err = Some(StoreError::Blob(BlobError::Malformed(
+                        "unexpected chunk frame".into(),
+                    )));
+                    break;
+                }
                 Err(e) => {
                     net_err = Some(e);
                     break;
                 }
             }
+        }
+        // The chunks read so far are checked and appended whatever stopped the loop (a
+        // connection lost mid-transfer keeps them for the resume).
+        if !batch.is_empty() {
+            let _ = tx.send(Work::Batch(batch)).await;
         }
         drop(tx);
         let (inc, worked) = worker
@@ -635,6 +658,67 @@ impl BlobHandler {
             Err(e) => conn.reply_error(&end, &public_refusal(&e)).await,
         }
     }
+}
+
+/// What the receiving network loop hands the worker.
+enum Work {
+    /// Chunks read straight into a file buffer.
+    Batch(ChunkBatch),
+    /// A chunk frame body that cannot be a chunk of this blob (too short or too long), read
+    /// whole so the worker refuses it with the same error as any bad chunk.
+    Whole(Vec<u8>),
+}
+
+/// Reads the chunk frame whose header announced `len` body bytes: its ciphertext straight into
+/// `batch` (sent to the worker, and replaced by a fresh one, when full). `Ok(false)` when the
+/// worker has stopped (at a bad chunk); the frame is then left unread.
+async fn read_chunk(
+    conn: &mut Conn,
+    batch: &mut ChunkBatch,
+    len: usize,
+    max_ct: usize,
+    tx: &tokio::sync::mpsc::Sender<Work>,
+    free: &mut tokio::sync::mpsc::UnboundedReceiver<AlignedBuf>,
+) -> Result<bool, TransportError> {
+    let ct_len = len.saturating_sub(transfer::CHUNK_PREFIX_LEN);
+    if len < transfer::CHUNK_PREFIX_LEN || ct_len > max_ct {
+        let mut body = vec![0u8; len];
+        conn.recv_body_into(&mut body).await?;
+        if !batch.is_empty() {
+            let Some(buf) = free.recv().await else {
+                return Ok(false);
+            };
+            let full = std::mem::replace(batch, ChunkBatch::start(buf, batch.end_offset()));
+            if tx.send(Work::Batch(full)).await.is_err() {
+                return Ok(false);
+            }
+        }
+        return Ok(tx.send(Work::Whole(body)).await.is_ok());
+    }
+    if batch.room(ct_len).is_none() {
+        let Some(buf) = free.recv().await else {
+            return Ok(false);
+        };
+        let full = std::mem::replace(batch, ChunkBatch::start(buf, batch.end_offset()));
+        if tx.send(Work::Batch(full)).await.is_err() {
+            return Ok(false);
+        }
+    }
+    let mut prefix = [0u8; transfer::CHUNK_PREFIX_LEN];
+    conn.recv_body_into(&mut prefix).await?;
+    let (blob, index, _) = transfer::parse_chunk(&prefix)
+        .map_err(|e| TransportError::Io(format!("chunk prefix: {e}")))?;
+    // A fresh batch has room for any chunk of at most `max_ct` (≤ 1 MiB + tag) bytes.
+    let room = batch
+        .room(ct_len)
+        .ok_or_else(|| TransportError::Io("chunk larger than a file buffer".into()))?;
+    conn.recv_body_into(room).await?;
+    batch.filled(ChunkRef {
+        blob,
+        index,
+        len: ct_len,
+    });
+    Ok(true)
 }
 
 /// The error reply text for `e`: its code and message, except that local failures (file or index

@@ -113,6 +113,22 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         &mut self,
         idle: Option<Duration>,
     ) -> Result<Option<Frame>, TransportError> {
+        let Some((kind, len)) = self.read_head(idle).await? else {
+            return Ok(None);
+        };
+        let mut body = self.pool.take(len);
+        self.read_body_into(idle, &mut body).await?;
+        Ok(Some(Frame { kind, body }))
+    }
+
+    /// Reads one frame header: its kind and body length (checked against the maximum). The
+    /// caller then reads exactly that many body bytes with [`FrameReader::read_body_into`].
+    /// `Ok(None)` on a clean end of stream before a frame starts; with `idle`, waiting for the
+    /// frame to start and reading the rest of its header are each bounded by it.
+    pub async fn read_head(
+        &mut self,
+        idle: Option<Duration>,
+    ) -> Result<Option<(FrameKind, usize)>, TransportError> {
         let mut header = [0u8; HEADER_LEN];
         let first = match idle {
             Some(d) => tokio::time::timeout(d, self.io.read(&mut header))
@@ -128,20 +144,31 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         if first == 0 {
             return Ok(None);
         }
-        let body_read = async {
-            self.io.read_exact(&mut header[first..]).await?;
-            let (kind, len) = frame::parse_header(&header, self.max)?;
-            let mut body = self.pool.take(len);
-            self.io.read_exact(&mut body).await?;
-            Ok::<_, TransportError>(Frame { kind, body })
-        };
-        let f = match idle {
-            Some(d) => tokio::time::timeout(d, body_read)
+        let rest = self.io.read_exact(&mut header[first..]);
+        match idle {
+            Some(d) => tokio::time::timeout(d, rest)
                 .await
                 .map_err(|_| TransportError::Timeout("reading a frame"))??,
-            None => body_read.await?,
+            None => rest.await?,
         };
-        Ok(Some(f))
+        Ok(Some(frame::parse_header(&header, self.max)?))
+    }
+
+    /// Reads the next `dst.len()` body bytes of the frame whose header was just read (all of
+    /// them, or a part when the caller splits the body), bounded by `idle`.
+    pub async fn read_body_into(
+        &mut self,
+        idle: Option<Duration>,
+        dst: &mut [u8],
+    ) -> Result<(), TransportError> {
+        let read = self.io.read_exact(dst);
+        match idle {
+            Some(d) => tokio::time::timeout(d, read)
+                .await
+                .map_err(|_| TransportError::Timeout("reading a frame"))??,
+            None => read.await?,
+        };
+        Ok(())
     }
 }
 
@@ -258,6 +285,38 @@ impl Conn {
     /// Unsigned frames are refused. `Err(Closed)` at end of stream.
     pub async fn recv(&mut self) -> Result<Incoming, TransportError> {
         let f = self.recv_frame().await?.ok_or(TransportError::Closed)?;
+        self.incoming(f)
+    }
+
+    /// Reads the next frame's header only: its kind and body length. The caller must then read
+    /// the body, in parts with [`Conn::recv_body_into`] (a blob receiver reading chunk
+    /// ciphertext straight into its file buffers) or whole with [`Conn::recv_rest`].
+    /// `Err(Closed)` at end of stream.
+    pub async fn recv_head(&mut self) -> Result<(FrameKind, usize), TransportError> {
+        self.reader
+            .read_head(self.idle)
+            .await?
+            .ok_or(TransportError::Closed)
+    }
+
+    /// Reads the next `dst.len()` bytes of the body of the frame [`Conn::recv_head`] announced.
+    pub async fn recv_body_into(&mut self, dst: &mut [u8]) -> Result<(), TransportError> {
+        self.reader.read_body_into(self.idle, dst).await
+    }
+
+    /// Reads the whole body of the frame [`Conn::recv_head`] announced (`kind`, `len`) and
+    /// handles it as [`Conn::recv`] does.
+    pub async fn recv_rest(
+        &mut self,
+        kind: FrameKind,
+        len: usize,
+    ) -> Result<Incoming, TransportError> {
+        let mut body = self.reader.pool.take(len);
+        self.reader.read_body_into(self.idle, &mut body).await?;
+        self.incoming(Frame { kind, body })
+    }
+
+    fn incoming(&self, f: Frame) -> Result<Incoming, TransportError> {
         match f.kind {
             FrameKind::Envelope => Ok(Incoming::Envelope(Box::new(
                 self.core.open(&self.peer, &f.body)?,
