@@ -684,25 +684,13 @@ async fn read_chunk(
     if len < transfer::CHUNK_PREFIX_LEN || ct_len > max_ct {
         let mut body = vec![0u8; len];
         conn.recv_body_into(&mut body).await?;
-        if !batch.is_empty() {
-            let Some(buf) = free.recv().await else {
-                return Ok(false);
-            };
-            let full = std::mem::replace(batch, ChunkBatch::start(buf, batch.end_offset()));
-            if tx.send(Work::Batch(full)).await.is_err() {
-                return Ok(false);
-            }
+        if !batch.is_empty() && !ship(batch, tx, free).await {
+            return Ok(false);
         }
         return Ok(tx.send(Work::Whole(body)).await.is_ok());
     }
-    if batch.room(ct_len).is_none() {
-        let Some(buf) = free.recv().await else {
-            return Ok(false);
-        };
-        let full = std::mem::replace(batch, ChunkBatch::start(buf, batch.end_offset()));
-        if tx.send(Work::Batch(full)).await.is_err() {
-            return Ok(false);
-        }
+    if batch.room(ct_len).is_none() && !ship(batch, tx, free).await {
+        return Ok(false);
     }
     let mut prefix = [0u8; transfer::CHUNK_PREFIX_LEN];
     conn.recv_body_into(&mut prefix).await?;
@@ -719,6 +707,20 @@ async fn read_chunk(
         len: ct_len,
     });
     Ok(true)
+}
+
+/// Sends the worker `batch` and continues in a fresh one in the next free buffer (waiting for
+/// one); `false` when the worker has stopped.
+async fn ship(
+    batch: &mut ChunkBatch,
+    tx: &tokio::sync::mpsc::Sender<Work>,
+    free: &mut tokio::sync::mpsc::UnboundedReceiver<AlignedBuf>,
+) -> bool {
+    let Some(buf) = free.recv().await else {
+        return false;
+    };
+    let full = std::mem::replace(batch, ChunkBatch::start(buf, batch.end_offset()));
+    tx.send(Work::Batch(full)).await.is_ok()
 }
 
 /// The error reply text for `e`: its code and message, except that local failures (file or index
