@@ -871,6 +871,8 @@ pub struct ChunkBatch {
     buf: AlignedBuf,
     at: u64,
     skip: usize,
+    /// Where the next chunk goes: `skip` plus the chunks' lengths.
+    end: usize,
     chunks: Vec<ChunkRef>,
 }
 
@@ -882,17 +884,14 @@ impl ChunkBatch {
             buf,
             at: offset - skip as u64,
             skip,
+            end: skip,
             chunks: Vec::new(),
         }
     }
 
     /// The file offset after the last chunk (where the next batch continues).
     pub fn end_offset(&self) -> u64 {
-        self.at + self.end() as u64
-    }
-
-    fn end(&self) -> usize {
-        self.skip + self.chunks.iter().map(|c| c.len).sum::<usize>()
+        self.at + self.end as u64
     }
 
     /// Whether the batch holds no chunk.
@@ -903,12 +902,13 @@ impl ChunkBatch {
     /// Room for the next chunk's `len` ciphertext bytes, or `None` when the buffer is too full
     /// (send this batch and start another). Fill it all, then call [`ChunkBatch::filled`].
     pub fn room(&mut self, len: usize) -> Option<&mut [u8]> {
-        let end = self.end();
+        let end = self.end;
         self.buf.bytes_mut().get_mut(end..end.checked_add(len)?)
     }
 
     /// Records the chunk just written into [`ChunkBatch::room`].
     pub fn filled(&mut self, chunk: ChunkRef) {
+        self.end += chunk.len;
         self.chunks.push(chunk);
     }
 }
@@ -1010,6 +1010,7 @@ impl Incoming {
             at,
             skip,
             chunks,
+            ..
         } = batch;
         let mut pos = skip;
         for (i, c) in chunks.iter().enumerate() {
